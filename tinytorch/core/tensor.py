@@ -434,12 +434,12 @@ class Tensor:
         """GELU, tanh approximation (as in GPT-2)."""
         a = self.data
         c = np.sqrt(2 / np.pi).astype(a.dtype)
-        inner = c * (a + 0.044715 * a**3)
+        inner = c * (a + 0.044715 * (a * a * a))  # a * a * a: float32 a**3 is ~200x slower
         t = np.tanh(inner)
         out = 0.5 * a * (1 + t)
 
         def backward(g):
-            d_inner = c * (1 + 3 * 0.044715 * a**2)
+            d_inner = c * (1 + 3 * 0.044715 * (a * a))
             return (g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner),)
 
         return self._make(out, (self,), backward, "gelu")
@@ -477,8 +477,8 @@ def _lift(x, like: Tensor) -> Tensor:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"cannot combine a Tensor with {type(x).__name__}")
-    if like.data.dtype.kind == "f" and arr.dtype.kind in "biuf":
-        arr = arr.astype(like.data.dtype)
+    if like.data.dtype.kind == "f":
+        return Tensor(arr, dtype=like.data.dtype)
     return Tensor(arr)
 
 

@@ -1,0 +1,835 @@
+"""Layers: `Module` (the container protocol), `Parameter`, and the standard building blocks.
+
+A `Module` registers the `Parameter`s and sub-`Module`s assigned to its attributes, so
+`model.parameters()`, `model.state_dict()` and `model.eval()` reach every layer without the
+layer listing them by hand. Every matmul-shaped computation (`Linear`, `Conv2d`'s im2col
+product) goes through `Tensor.__matmul__`, i.e. through `tinytorch.core.backends.matmul`.
+
+Parameters are created in the default float dtype (float32; float64 inside
+`with default_dtype(np.float64):`), initialised from a module-level RNG that
+`manual_seed(seed)` resets, so models are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from tinytorch.core.tensor import Tensor, get_default_dtype
+
+__all__ = [
+    "manual_seed",
+    "get_rng",
+    "kaiming_uniform",
+    "Parameter",
+    "Module",
+    "Identity",
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "Flatten",
+    "ReLU",
+    "GELU",
+    "Tanh",
+    "Sigmoid",
+    "Softmax",
+    "Dropout",
+    "LayerNorm",
+    "Embedding",
+    "Sequential",
+    "ModuleList",
+    "im2col",
+    "conv2d",
+    "max_pool2d",
+    "IncompatibleKeys",
+]
+
+# --------------------------------------------------------------------------- randomness
+_rng = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Reset the RNG used for parameter initialisation and dropout masks."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def get_rng() -> np.random.Generator:
+    """The module-level generator (read at call time, so `manual_seed` takes effect)."""
+    return _rng
+
+
+def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    """PyTorch's default layer init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    This is Kaiming-uniform with a = sqrt(5): bound = sqrt(6 / ((1 + a^2) * fan_in)).
+    Returned in float64; `Parameter` casts it to the default dtype.
+    """
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+    return get_rng().uniform(-bound, bound, size=shape)
+
+
+# --------------------------------------------------------------------------- helpers
+def _pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> a pair of ints (kernel sizes, strides, paddings)."""
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _as_float_tensor(x, who: str) -> Tensor:
+    """Accept a Tensor or numeric array-like; integers become the default float dtype."""
+    if isinstance(x, Tensor):
+        if x.dtype.kind == "f":
+            return x
+        return Tensor(x.data.astype(get_default_dtype()))
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{who} expects a numeric array or Tensor, got {type(x).__name__} "
+            f"with dtype {arr.dtype}"
+        )
+    return Tensor(arr if arr.dtype.kind == "f" else arr.astype(get_default_dtype()))
+
+
+class _StateDictError(KeyError):
+    """KeyError whose message prints without KeyError's extra quoting."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+# --------------------------------------------------------------------------- Parameter
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates: always `requires_grad=True`."""
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+        self.data = np.array(self.data, copy=True)  # own the storage
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+# --------------------------------------------------------------------------- Module
+class Module:
+    """Base class of every layer and model.
+
+    Assigning a `Parameter` or a `Module` to an attribute registers it (in insertion order);
+    `register_buffer` registers non-trainable arrays that still belong in the state dict.
+    Subclasses implement `forward`; call the module itself (`model(x)`).
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    # ---------------------------------------------------------------- registration
+    def _registries(self) -> tuple[dict, dict, dict]:
+        try:
+            d = self.__dict__
+            return d["_parameters"], d["_buffers"], d["_modules"]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                "assigning attributes"
+            ) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        params, buffers, modules = self._registries()
+        if isinstance(value, Parameter):
+            self._forget(name)
+            params[name] = value
+        elif isinstance(value, Module):
+            self._forget(name)
+            modules[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to parameter {name!r} of "
+                    f"{type(self).__name__} (expected Parameter or None)"
+                )
+            params[name] = None
+        elif name in modules:
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to submodule {name!r} of "
+                    f"{type(self).__name__} (expected Module or None)"
+                )
+            modules[name] = None
+        elif name in buffers:
+            buffers[name] = None if value is None else np.asarray(value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def _forget(self, name: str) -> None:
+        params, buffers, modules = self._registries()
+        for registry in (params, buffers, modules):
+            registry.pop(name, None)
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str):
+        # Only called when normal lookup fails: look in the registries.
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_modules"):
+            registry = d.get(key)
+            if registry is not None and name in registry:
+                return registry[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        params, buffers, modules = self._registries()
+        if name in params or name in buffers or name in modules:
+            params.pop(name, None)
+            buffers.pop(name, None)
+            modules.pop(name, None)
+            self._non_persistent.discard(name)
+        else:
+            object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register `param` (or a `None` placeholder, e.g. `bias=False`) under `name`."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter expects a Parameter or None, got {type(param)}")
+        self._forget(name)
+        self._registries()[0][name] = param
+
+    def register_buffer(self, name: str, value, persistent: bool = True) -> None:
+        """Register a non-trainable array (saved in `state_dict` unless `persistent=False`)."""
+        if value is not None:
+            value = value.data if isinstance(value, Tensor) else np.asarray(value)
+        self._forget(name)
+        self._registries()[1][name] = value
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"register_module expects a Module or None, got {type(module)}")
+        self._forget(name)
+        self._registries()[2][name] = module
+
+    # ---------------------------------------------------------------- traversal
+    def named_children(self) -> list[tuple[str, Module]]:
+        return [(n, m) for n, m in self._modules.items() if m is not None]
+
+    def children(self) -> list[Module]:
+        return [m for _, m in self.named_children()]
+
+    def named_modules(self, prefix: str = "") -> list[tuple[str, Module]]:
+        """(dotted name, module) for self (name `prefix`) and every descendant, once each."""
+        out: list[tuple[str, Module]] = []
+        seen: set[int] = set()
+
+        def visit(mod: Module, name: str) -> None:
+            if id(mod) in seen:
+                return
+            seen.add(id(mod))
+            out.append((name, mod))
+            for child_name, child in mod.named_children():
+                visit(child, f"{name}.{child_name}" if name else child_name)
+
+        visit(self, prefix)
+        return out
+
+    def modules(self) -> list[Module]:
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> list[tuple[str, Parameter]]:
+        """(dotted name, Parameter) pairs; a shared (tied) Parameter is listed once."""
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        out: list[tuple[str, Parameter]] = []
+        seen: set[int] = set()
+        for mod_name, mod in mods:
+            for name, p in mod._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                out.append((f"{mod_name}.{name}" if mod_name else name, p))
+        return out
+
+    def parameters(self, recurse: bool = True) -> list[Parameter]:
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        out = []
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    out.append((f"{mod_name}.{name}" if mod_name else name, b))
+        return out
+
+    def buffers(self) -> list[np.ndarray]:
+        return [b for _, b in self.named_buffers()]
+
+    def num_parameters(self) -> int:
+        """Total number of scalars in the (distinct) parameters."""
+        return int(sum(p.size for p in self.parameters()))
+
+    def apply(self, fn: Callable[[Module], None]) -> Module:
+        """Call `fn` on every submodule (children first) and on self; returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ---------------------------------------------------------------- state
+    def _state_items(self) -> Iterator[tuple[str, Module, str, str]]:
+        """(full name, owning module, local name, kind) for every saved entry."""
+        for mod_name, mod in self.named_modules():
+            for name, p in mod._parameters.items():
+                if p is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), mod, name, "param"
+            for name, b in mod._buffers.items():
+                if b is not None and name not in mod._non_persistent:
+                    yield (f"{mod_name}.{name}" if mod_name else name), mod, name, "buffer"
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """name -> a COPY of every parameter and persistent buffer (dotted names)."""
+        sd: dict[str, np.ndarray] = {}
+        for full, mod, name, kind in self._state_items():
+            value = mod._parameters[name].data if kind == "param" else mod._buffers[name]
+            sd[full] = np.array(value, copy=True)
+        return sd
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values from `state_dict` into this module's parameters and buffers.
+
+        Checks everything before changing anything. With `strict=True`, missing or unexpected
+        keys raise KeyError naming them; a shape mismatch always raises ValueError naming the
+        entry and both shapes. Returns the (missing, unexpected) keys.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"load_state_dict expects a dict, got {type(state_dict).__name__}")
+        items = list(self._state_items())
+        expected = [full for full, *_ in items]
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in set(expected)]
+        if strict and (missing or unexpected):
+            raise _StateDictError(
+                f"error loading state dict into {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {unexpected}"
+            )
+        staged = []
+        mismatches = []
+        for full, mod, name, kind in items:
+            if full not in state_dict:
+                continue
+            value = state_dict[full]
+            value = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"state dict entry {full!r} is not numeric (dtype {value.dtype})")
+            current = mod._parameters[name] if kind == "param" else mod._buffers[name]
+            current_shape = current.shape
+            if value.shape != current_shape:
+                mismatches.append(f"{full}: expected shape {current_shape}, got {value.shape}")
+                continue
+            staged.append((mod, name, kind, value))
+        if mismatches:
+            raise ValueError(
+                f"size mismatch loading state dict into {type(self).__name__}: "
+                + "; ".join(mismatches)
+            )
+        for mod, name, kind, value in staged:
+            if kind == "param":
+                p = mod._parameters[name]
+                p.data = np.array(value, dtype=p.data.dtype, copy=True)
+                p.grad = None
+            else:
+                mod._buffers[name] = np.array(value, dtype=mod._buffers[name].dtype, copy=True)
+        return IncompatibleKeys(missing, unexpected)
+
+    # ---------------------------------------------------------------- modes and grads
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on self and every submodule; returns self."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # ---------------------------------------------------------------- calling
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        """One-line summary of the layer's settings, shown inside its repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [line for line in self.extra_repr().split("\n") if line]
+        for name, mod in self._modules.items():
+            child = repr(mod).replace("\n", "\n  ")
+            lines.append(f"({name}): {child}")
+        head = type(self).__name__ + "("
+        if not lines:
+            return head + ")"
+        if len(lines) == 1 and not self._modules:
+            return head + lines[0] + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+class Identity(Module):
+    """Returns its input unchanged."""
+
+    def forward(self, x):
+        return x
+
+
+# --------------------------------------------------------------------------- Linear
+class Linear(Module):
+    """y = x @ W + b with W of shape (in_features, out_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(
+                f"Linear needs positive sizes, got in={in_features}, out={out_features}"
+            )
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.weight = Parameter(kaiming_uniform((in_features, out_features), in_features))
+        if bias:
+            self.bias = Parameter(kaiming_uniform((out_features,), in_features))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, f"Linear({self.in_features}, {self.out_features})")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects input "
+                f"(..., {self.in_features}), got {x.shape}"
+            )
+        lead = x.shape[:-1]
+        if x.ndim != 2:
+            x = x.reshape(-1, self.in_features)  # (N, in), N = prod(lead)
+        out = x @ self.weight  # (N, out): one call through backends.matmul
+        if self.bias is not None:
+            out = out + self.bias
+        if len(lead) != 1:
+            out = out.reshape(*lead, self.out_features)  # (..., out)
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+# --------------------------------------------------------------------------- conv / pool
+def _out_size(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def _scatter_windows(
+    gwin: np.ndarray, shape: tuple[int, ...], stride: tuple[int, int]
+) -> np.ndarray:
+    """Adjoint of taking (kh, kw) windows: add gwin (N, C, kh, kw, Ho, Wo) back into `shape`.
+
+    Loops over the kh * kw kernel offsets only; each step adds a strided slab of all windows.
+    """
+    _, _, kh, kw, ho, wo = gwin.shape
+    sh, sw = stride
+    out = np.zeros(shape, dtype=gwin.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw] += gwin[:, :, i, j]
+    return out
+
+
+def im2col(x: Tensor, kernel_size, stride=1, padding=0) -> Tensor:
+    """Differentiable patch extraction: (N, C, H, W) -> (N * Ho * Wo, C * kh * kw).
+
+    Row r = (n, ho, wo) holds the receptive field of output pixel (ho, wo) of image n,
+    flattened in (C, kh, kw) order, which matches `weight.reshape(out_c, C * kh * kw)`.
+    The backward pass (col2im) adds each column back onto the pixels it came from.
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    if x.ndim != 4:
+        raise ValueError(f"im2col expects input (N, C, H, W), got {x.shape}")
+    n, c, h, w = x.shape
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"kernel {(kh, kw)} does not fit input {x.shape} with padding {(ph, pw)}")
+    xp = x.data
+    if ph or pw:
+        xp = np.pad(xp, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H + 2ph, W + 2pw)
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,Ho,Wo,kh,kw)
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)  # (N*Ho*Wo, C*kh*kw)
+    padded_shape = xp.shape
+
+    def backward(g):
+        g6 = g.reshape(n, ho, wo, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)  # (N,C,kh,kw,Ho,Wo)
+        gp = _scatter_windows(g6, padded_shape, (sh, sw))  # (N, C, H + 2ph, W + 2pw)
+        return (gp[:, :, ph : ph + h, pw : pw + w],)
+
+    return x._make(np.ascontiguousarray(cols), (x,), backward, "im2col")
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+    """2-D cross-correlation as im2col + one matmul through the backend routing point."""
+    out_c, in_c, kh, kw = weight.shape
+    if x.ndim != 4 or x.shape[1] != in_c:
+        raise ValueError(
+            f"conv2d with weight {weight.shape} expects input (N, {in_c}, H, W), got {x.shape}"
+        )
+    n, _, h, w = x.shape
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    cols = im2col(x, (kh, kw), (sh, sw), (ph, pw))  # (N*Ho*Wo, C*kh*kw)
+    wmat = weight.reshape(out_c, in_c * kh * kw).T  # (C*kh*kw, out_c)
+    out = cols @ wmat  # (N*Ho*Wo, out_c)
+    if bias is not None:
+        out = out + bias
+    return out.reshape(n, ho, wo, out_c).permute(0, 3, 1, 2)  # (N, out_c, Ho, Wo)
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
+    """Max over (kh, kw) windows; the gradient goes to the (first) maximum of each window."""
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(kernel_size if stride is None else stride, "stride")
+    if x.ndim != 4:
+        raise ValueError(f"max_pool2d expects input (N, C, H, W), got {x.shape}")
+    n, c, h, w = x.shape
+    ho, wo = _out_size(h, kh, sh, 0), _out_size(w, kw, sw, 0)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"pooling window {(kh, kw)} does not fit input {x.shape}")
+    win = sliding_window_view(x.data, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,Ho,Wo,kh,kw)
+    flat = win.reshape(n, c, ho, wo, kh * kw)  # (N, C, Ho, Wo, kh*kw)
+    arg = flat.argmax(axis=-1)  # (N, C, Ho, Wo)
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]  # (N, C, Ho, Wo)
+    shape = x.shape
+
+    def backward(g):
+        onehot = arg[..., None] == np.arange(kh * kw)  # (N, C, Ho, Wo, kh*kw)
+        gwin = (onehot * g[..., None]).astype(g.dtype)
+        gwin = gwin.reshape(n, c, ho, wo, kh, kw).transpose(0, 1, 4, 5, 2, 3)  # (N,C,kh,kw,Ho,Wo)
+        return (_scatter_windows(gwin, shape, (sh, sw)),)
+
+    return x._make(out, (x,), backward, "max_pool2d")
+
+
+class Conv2d(Module):
+    """2-D convolution over (N, C, H, W); weight (out_channels, in_channels, kh, kw)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        if min(self.kernel_size) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
+            raise ValueError(
+                f"Conv2d needs kernel_size, stride > 0 and padding >= 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.padding}"
+            )
+        kh, kw = self.kernel_size
+        fan_in = in_channels * kh * kw
+        self.weight = Parameter(kaiming_uniform((out_channels, in_channels, kh, kw), fan_in))
+        if bias:
+            self.bias = Parameter(kaiming_uniform((out_channels,), fan_in))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, self._name())
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self._name()} expects input (N, {self.in_channels}, H, W), got {x.shape}"
+            )
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def _name(self) -> str:
+        return f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        s += f", stride={self.stride}"
+        if any(self.padding):
+            s += f", padding={self.padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class MaxPool2d(Module):
+    """Max pooling; `stride` defaults to `kernel_size` (non-overlapping windows)."""
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        if min(self.kernel_size) <= 0 or min(self.stride) <= 0:
+            raise ValueError(f"MaxPool2d needs positive sizes, got {self.kernel_size}")
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, "MaxPool2d")
+        return max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...)."""
+
+    def __init__(self, start_dim: int = 1):
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else _as_float_tensor(x, "Flatten")
+        if x.ndim <= self.start_dim:
+            return x
+        return x.reshape(*x.shape[: self.start_dim], -1)  # (N, d1 * d2 * ...)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}" if self.start_dim != 1 else ""
+
+
+# --------------------------------------------------------------------------- activations
+class ReLU(Module):
+    def forward(self, x) -> Tensor:
+        return _as_float_tensor(x, "ReLU").relu()
+
+
+class GELU(Module):
+    """GELU, tanh approximation (as in GPT-2)."""
+
+    def forward(self, x) -> Tensor:
+        return _as_float_tensor(x, "GELU").gelu()
+
+
+class Tanh(Module):
+    def forward(self, x) -> Tensor:
+        return _as_float_tensor(x, "Tanh").tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x) -> Tensor:
+        return _as_float_tensor(x, "Sigmoid").sigmoid()
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x) -> Tensor:
+        return _as_float_tensor(x, "Softmax").softmax(axis=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+# --------------------------------------------------------------------------- regularisation
+class Dropout(Module):
+    """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p)
+    while training; the identity in eval mode. Masks come from the module-level RNG
+    (`manual_seed`) unless `seed` gives this layer its own generator."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = float(p)
+        self._own_rng = None if seed is None else np.random.default_rng(seed)
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, "Dropout")
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * np.zeros(x.shape, dtype=x.dtype)
+        rng = self._own_rng if self._own_rng is not None else get_rng()
+        keep = rng.random(x.shape) >= self.p
+        return x * (keep * (1.0 / (1.0 - self.p))).astype(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """Normalise the last axis to zero mean / unit variance, then scale and shift.
+
+    Written as one op with its analytic backward (fewer graph nodes than composing
+    mean/var/sqrt, and the same gradients: see the gradient checks).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.dim = int(dim)
+        self.eps = float(eps)
+        self.weight = Parameter(np.ones(self.dim))
+        self.bias = Parameter(np.zeros(self.dim))
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, "LayerNorm")
+        if x.ndim == 0 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"LayerNorm({self.dim}) expects input (..., {self.dim}), got {x.shape}"
+            )
+        a = x.data
+        mu = a.mean(axis=-1, keepdims=True)
+        xc = a - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        inv = 1.0 / np.sqrt(var + self.eps)
+        xhat = xc * inv
+        w, b = self.weight.data, self.bias.data
+        out = xhat * w + b
+
+        def backward(g):
+            dxhat = g * w
+            dx = inv * (
+                dxhat
+                - dxhat.mean(axis=-1, keepdims=True)
+                - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+            )
+            return dx, g * xhat, g  # weight/bias grads are summed over leading axes by _make
+
+        return x._make(out, (x, self.weight, self.bias), backward, "layer_norm")
+
+    def extra_repr(self) -> str:
+        return f"({self.dim},), eps={self.eps}"
+
+
+class Embedding(Module):
+    """A lookup table: integer ids (any shape) -> rows of `weight` (num_embeddings, dim)."""
+
+    def __init__(self, num_embeddings: int, dim: int):
+        super().__init__()
+        if num_embeddings <= 0 or dim <= 0:
+            raise ValueError(f"Embedding needs positive sizes, got ({num_embeddings}, {dim})")
+        self.num_embeddings = int(num_embeddings)
+        self.dim = int(dim)
+        self.weight = Parameter(get_rng().standard_normal((num_embeddings, dim)))
+
+    def forward(self, indices) -> Tensor:
+        idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"Embedding expects integer indices, got dtype {idx.dtype} (shape {idx.shape})"
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise IndexError(
+                f"Embedding({self.num_embeddings}, {self.dim}): index out of range "
+                f"[0, {self.num_embeddings}), got values from {idx.min()} to {idx.max()}"
+            )
+        return self.weight[idx]  # (*idx.shape, dim); backward scatters with np.add.at
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.dim}"
+
+
+# --------------------------------------------------------------------------- containers
+class Sequential(Module):
+    """Apply layers in order. Indexable (int or slice), iterable, `len`, `append`."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Module) -> Sequential:
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential holds Modules, got {type(layer).__name__}")
+        self.register_module(str(len(self._modules)), layer)
+        return self
+
+    def __getitem__(self, index):
+        layers = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*layers[index])
+        return layers[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of Modules whose parameters the parent sees (no forward of its own)."""
+
+    def __init__(self, modules: Iterable[Module] | None = None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def append(self, module: Module) -> ModuleList:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
+        self.register_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, index):
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(mods[index])
+        return mods[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
+        key = list(self._modules)[index]
+        self._modules[key] = module
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleList has no forward(); iterate over it instead")

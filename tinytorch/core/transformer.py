@@ -1,0 +1,339 @@
+"""A GPT in numpy: `TransformerBlock` (pre-LayerNorm), `GPTConfig` and `TinyGPT`.
+
+    idx (B, T) -> token emb + position emb -> N x [x + attn(ln1(x)); x + mlp(ln2(x))]
+               -> ln_f -> lm_head -> logits (B, T, vocab)
+
+`TinyGPT.generate` is the correct-but-slow baseline: at every new token it runs the whole
+context (cropped to the last `block_size` tokens) through the model again, so producing n
+tokens costs O(n) full forwards. Module 16 adds a KV cache; the per-step work lives in one
+method, `next_token_logits`, which is what a cached version replaces.
+
+The cache plumbing is duck-typed: `forward(idx, cache=c)` accepts any object with
+`update(key, value, layer_idx) -> (keys, values)` and `get_seq_length(layer_idx=0)` (the
+number of positions already processed, i.e. the position index of the first new token).
+Every block sends its new keys and values through `c.update(..., layer_idx=i)` and attends
+over what comes back. `generate(..., use_cache=True)` prefills the prompt in one pass, then
+feeds one token per step; it imports `tinytorch.memory.KVCache` (module 16) only when asked
+for a cache without being given one, so the core never depends on a module.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.nn import (
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Module,
+    ModuleList,
+    get_rng,
+)
+from tinytorch.core.tensor import Tensor, no_grad
+
+__all__ = ["MLP", "TransformerBlock", "GPTConfig", "TinyGPT"]
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_dropout(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+class MLP(Module):
+    """Position-wise feed-forward: Linear(C, rC) -> GELU -> Linear(rC, C) -> Dropout."""
+
+    def __init__(self, d_model: int, mlp_ratio: int = 4, dropout: float = 0.0):
+        super().__init__()
+        hidden = _check_positive_int("mlp_ratio", mlp_ratio) * d_model
+        self.fc = Linear(d_model, hidden)  # widen: each position gets rC features
+        self.proj = Linear(hidden, d_model)  # back to the residual width
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc(x).gelu()  # (B, T, C) -> (B, T, rC)
+        h = self.proj(h)  # (B, T, rC) -> (B, T, C)
+        return self.dropout(h) if self.dropout.training and self.dropout.p > 0 else h
+
+
+class TransformerBlock(Module):
+    """Pre-LN transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)). (B, T, C) -> same."""
+
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int = 4, dropout: float = 0.0):
+        super().__init__()
+        d_model = _check_positive_int("d_model", d_model)
+        dropout = _check_dropout(dropout)
+        self.ln1 = LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln2 = LayerNorm(d_model)
+        self.mlp = MLP(d_model, mlp_ratio, dropout=dropout)
+
+    def forward(self, x: Tensor, cache=None, layer_idx: int = 0) -> Tensor:
+        """(B, T, C) -> (B, T, C); with `cache`, x holds only the new positions."""
+        a = self.attn(self.ln1(x), cache=cache, layer_idx=layer_idx)  # (B, T, C)
+        x = x + a  # (B, T, C): attention mixes positions
+        return x + self.mlp(self.ln2(x))  # (B, T, C): the MLP works per position
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a `TinyGPT`. Invalid values raise ValueError naming them."""
+
+    vocab_size: int  # rows of the token embedding and columns of the logits (tokenizer size)
+    block_size: int  # longest context: rows of the position embedding, the causal mask's size
+    n_layer: int  # transformer blocks stacked: depth, i.e. rounds of attention + MLP
+    n_head: int  # attention heads per block; must divide d_model (head_dim = d_model / n_head)
+    d_model: int  # width of the residual stream (embedding size)
+    dropout: float = 0.0  # regularisation for training; 0 keeps the forward deterministic
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+            _check_positive_int(name, getattr(self, name))
+        if self.d_model % self.n_head != 0:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        _check_dropout(self.dropout)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+
+class TinyGPT(Module):
+    """A decoder-only transformer language model (GPT-2 layout, pre-LN, learned positions).
+
+    `TinyGPT(config, seed=None)`: weights get the GPT-2 initialisation (normal with std 0.02,
+    residual output projections scaled by 1/sqrt(2 n_layer), zero biases, LayerNorms 1 / 0)
+    from `np.random.default_rng(seed)`, or from the nn module RNG (`nn.manual_seed`) when
+    `seed` is None, so the same seed gives the same model every time.
+    """
+
+    def __init__(self, config: GPTConfig, seed: int | None = None):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"TinyGPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.tok_emb = Embedding(c.vocab_size, c.d_model)  # token id -> vector
+        self.pos_emb = Embedding(c.block_size, c.d_model)  # position 0..block_size-1 -> vector
+        self.drop = Dropout(c.dropout)
+        self.blocks = ModuleList(
+            [TransformerBlock(c.d_model, c.n_head, dropout=c.dropout) for _ in range(c.n_layer)]
+        )
+        self.ln_f = LayerNorm(c.d_model)
+        self.lm_head = Linear(c.d_model, c.vocab_size)  # residual stream -> next-token logits
+        self.reset_parameters(seed)
+
+    def extra_repr(self) -> str:
+        return f"{self.config}, parameters={self.num_parameters():,}"
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """GPT-2 initialisation, in place, from `np.random.default_rng(seed)` (or, when `seed` is
+        None, from the nn module RNG that `manual_seed` resets)."""
+        rng = get_rng() if seed is None else np.random.default_rng(seed)
+        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, m in self.named_modules():
+            if isinstance(m, Linear):
+                # projections that add into the residual stream get a smaller std, so the
+                # stream's variance does not grow with depth
+                std = resid_std if name.endswith(("attn.proj", "mlp.proj")) else 0.02
+                m.weight.data[...] = rng.normal(0.0, std, size=m.weight.shape)
+                if m.bias is not None:
+                    m.bias.data[...] = 0.0
+            elif isinstance(m, Embedding):
+                for p in m.parameters():
+                    p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
+            elif isinstance(m, LayerNorm):  # identity at the start: scale 1, shift 0
+                for pname, p in m.named_parameters():
+                    p.data[...] = 0.0 if pname.endswith(("bias", "beta", "shift")) else 1.0
+
+    # ------------------------------------------------------------------ forward
+    def _check_idx(self, idx) -> np.ndarray:
+        arr = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"token ids must be integers, got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ValueError(f"TinyGPT expects token ids of shape (B, T), got {arr.shape}")
+        t_len = arr.shape[1]
+        if t_len > self.config.block_size:
+            raise ValueError(
+                f"sequence length T={t_len} exceeds block_size="
+                f"{self.config.block_size} (ids of shape {arr.shape})"
+            )
+        if arr.size and (arr.min() < 0 or arr.max() >= self.config.vocab_size):
+            bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+            raise ValueError(
+                f"token id {bad} is out of range for vocab_size {self.config.vocab_size}"
+            )
+        return arr
+
+    def forward(self, idx, cache=None, start_pos: int | None = None) -> Tensor:
+        """Token ids (B, T) (integer array or Tensor, T <= block_size) -> logits (B, T, vocab).
+
+        With `cache`, idx holds only the NEW tokens, at positions start_pos .. start_pos + T - 1
+        (start_pos defaults to `cache.get_seq_length()`, the number of positions already
+        cached); block i reads and extends the cache through `update(k, v, layer_idx=i)`.
+        """
+        idx = self._check_idx(idx)
+        t_len = idx.shape[1]
+        if start_pos is None:
+            start_pos = 0 if cache is None else int(cache.get_seq_length())
+        if start_pos < 0 or start_pos + t_len > self.config.block_size:
+            raise ValueError(
+                f"positions {start_pos}..{start_pos + t_len - 1} do not fit block_size="
+                f"{self.config.block_size} (start_pos={start_pos}, T={t_len}): the position "
+                "embedding has one row per position"
+            )
+        tok = self.tok_emb(idx)  # (B, T) -> (B, T, C)
+        pos = self.pos_emb(np.arange(start_pos, start_pos + t_len))  # (T,) -> (T, C)
+        x = self.drop(tok + pos)  # (B, T, C), positions broadcast over B
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=cache, layer_idx=i)  # (B, T, C)
+        return self.lm_head(self.ln_f(x))  # (B, T, C) -> (B, T, vocab)
+
+    # --------------------------------------------------------------- generation
+    def next_token_logits(self, ids: np.ndarray, cache=None) -> np.ndarray:
+        """Logits (B, vocab) for the token after `ids` (B, T).
+
+        Without a cache the whole context, cropped to the last `block_size` tokens, goes
+        through the model again. With a cache only the tokens it has not seen yet,
+        `ids[:, cache.get_seq_length():]`, go through (the whole prompt at the first step,
+        then one token per step).
+        """
+        if cache is None:
+            context = ids[:, -self.config.block_size :]  # (B, T) -> (B, min(T, block_size))
+        else:
+            context = ids[:, int(cache.get_seq_length()) :]  # (B, T) -> (B, T_new)
+        logits = self.forward(context, cache=cache)  # (B, T', vocab)
+        return logits.data[:, -1, :]  # (B, T', vocab) -> (B, vocab): the last position only
+
+    @staticmethod
+    def sample_next(
+        logits: np.ndarray,
+        rng: np.random.Generator,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        greedy: bool = False,
+    ) -> np.ndarray:
+        """Pick one id per row of `logits` (B, vocab) -> (B,) int64.
+
+        Greedy (argmax) when `greedy` or `temperature == 0`; otherwise softmax(logits / T),
+        restricted to the `top_k` largest logits if given, sampled by inverse CDF with `rng`.
+        """
+        if greedy or temperature == 0:
+            return logits.argmax(axis=-1).astype(np.int64)
+        z = logits.astype(np.float64) / temperature  # (B, V)
+        if top_k is not None and top_k < z.shape[-1]:
+            kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]  # (B, 1)
+            z = np.where(z < kth, -np.inf, z)  # ties with the k-th value are kept
+        z = z - z.max(axis=-1, keepdims=True)  # stable softmax
+        p = np.exp(z)  # (B, V); exp(-inf) = 0
+        cdf = np.cumsum(p, axis=-1)  # (B, V), unnormalised
+        u = rng.random(len(cdf)) * cdf[:, -1]  # (B,), uniform in [0, total)
+        return (cdf <= u[:, None]).sum(axis=-1).astype(np.int64)  # first index with cdf > u
+
+    def generate(
+        self,
+        prompt_ids,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        greedy: bool = False,
+        use_cache: bool = False,
+        cache=None,
+    ) -> np.ndarray:
+        """Append `max_new_tokens` sampled ids to `prompt_ids` (1-D (T,) or 2-D (B, T)).
+
+        Returns int64 ids (B, T + max_new_tokens), or 1-D if the prompt was 1-D. Runs under
+        `no_grad()` and in eval mode (dropout off; the previous mode is restored). Sampling uses
+        `np.random.default_rng(seed)`, so a fixed seed gives the same output. `temperature=0` or
+        `greedy=True` picks the argmax (no randomness).
+
+        `use_cache=False` (default) recomputes the whole context at each step. With
+        `use_cache=True` or an (empty) `cache`, the prompt is prefilled in one pass and each
+        step runs only the newest token, attending over cached keys and values; without a
+        `cache`, a `tinytorch.memory.KVCache` is made. Cached positions cannot be cropped, so
+        prompt length + max_new_tokens - 1 must fit in block_size.
+        """
+        ids = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
+        if ids.ndim not in (1, 2) or ids.size == 0:
+            raise ValueError(f"prompt must be non-empty (T,) or (B, T) ids, got shape {ids.shape}")
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"prompt ids must be integers, got dtype {ids.dtype}")
+        one_d = ids.ndim == 1
+        ids = ids[None, :] if one_d else ids  # (T,) -> (1, T)
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+            raise ValueError(
+                f"prompt token id {bad} is out of range for vocab_size {self.config.vocab_size}"
+            )
+        max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens, minimum=0)
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, numbers.Real)
+            or not (math.isfinite(temperature) and temperature >= 0)
+        ):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None:
+            top_k = _check_positive_int("top_k", top_k)
+
+        if cache is None and use_cache:
+            from tinytorch.memory import KVCache  # module 16; imported only when asked for
+
+            cache = KVCache(self.config.n_layer)
+        if cache is not None:
+            self._check_cache(cache, ids.shape[1], max_new_tokens)
+
+        rng = np.random.default_rng(seed)
+        out = np.empty((ids.shape[0], ids.shape[1] + max_new_tokens), dtype=np.int64)  # (B, T+n)
+        out[:, : ids.shape[1]] = ids
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                for t in range(ids.shape[1], out.shape[1]):
+                    context = out[:, :t]  # (B, t): the prompt and the tokens so far
+                    if cache is None:
+                        logits = self.next_token_logits(context)  # (B, vocab)
+                    else:
+                        logits = self.next_token_logits(context, cache=cache)  # (B, vocab)
+                    out[:, t] = self.sample_next(logits, rng, temperature, top_k, greedy)
+        finally:
+            if was_training:
+                self.train()
+        return out[0] if one_d else out
+
+    def _check_cache(self, cache, prompt_len: int, max_new_tokens: int) -> None:
+        """A cache for `generate` must be empty and the positions must fit block_size."""
+        for name in ("update", "get_seq_length"):
+            if not callable(getattr(cache, name, None)):
+                raise TypeError(
+                    f"cache must have update(key, value, layer_idx) and get_seq_length(); "
+                    f"{type(cache).__name__} has no {name}()"
+                )
+        held = int(cache.get_seq_length())
+        if held:
+            raise ValueError(
+                f"generate needs an empty cache, but it already holds {held} positions; "
+                "call cache.reset() before generating from a new prompt"
+            )
+        last = prompt_len + max_new_tokens - 1  # positions fed: the last new token is not
+        if max_new_tokens and last > self.config.block_size:
+            raise ValueError(
+                f"cached generation feeds {prompt_len} prompt + {max_new_tokens - 1} generated "
+                f"tokens = {last} positions > block_size={self.config.block_size}; a cache "
+                "cannot crop the context: shorten the prompt or max_new_tokens, or use "
+                "use_cache=False"
+            )
