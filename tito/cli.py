@@ -1,0 +1,241 @@
+"""The ``tito`` command line. Every command is also an importable function (see tito/__init__).
+
+Errors print one line, ``tito: error: <file>:<line>: <cell>: <problem>``; exit code 2 means
+bad input (a malformed source, an unknown module), 1 a failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CHECK_FAILED, TitoError, one_line
+from .project import Project
+
+# commands that write under the course directory take its lock
+WRITES_COURSE = {"build", "validate", "release", "samples", "autograde", "feedback", "course"}
+
+
+def _project(args: argparse.Namespace) -> Project:
+    overrides = {
+        "modules_dir": args.modules_dir,
+        "course_dir": args.course_dir,
+        "package_dir": args.package_dir,
+        "nbgrader_config": args.nbgrader_config,
+    }
+    if args.root:
+        return Project.at(args.root, **overrides)
+    return Project.find(**overrides)
+
+
+def _modules(project: Project, names):
+    """Named modules (all when none): with names, a broken *other* module does not block."""
+    from .modules import discover_modules, resolve
+
+    if not names:
+        return resolve([], discover_modules(project.modules_dir))
+    errors: list = []
+    modules = discover_modules(project.modules_dir, errors=errors)
+    try:
+        return resolve(names, modules)
+    except TitoError:
+        for err in errors:  # the named module exists but is broken: say why
+            number, _, name = err.path.parent.name.partition("_")
+            keys = {err.path.parent.name, number, number.lstrip("0"), name}
+            if any(Path(n.rstrip("/")).name in keys for n in names):
+                raise err from None
+        raise
+
+
+def _one(project: Project, name: str):
+    return _modules(project, [name])[0]
+
+
+def cmd_list(args, project: Project) -> int:
+    from .modules import discover_modules
+
+    errors: list = []
+    for spec in discover_modules(project.modules_dir, errors=errors):
+        print(f"{spec.id:<20} {spec.points:>5g} pts  {spec.title}")
+    for err in errors:
+        print(f"{err.path.parent.name:<20} broken: {err}")
+    return 2 if errors else 0
+
+
+def cmd_export(args, project: Project) -> int:
+    from .export import export
+
+    results = export(
+        _modules(project, args.modules), project, check=args.check, find_orphans=not args.modules
+    )
+    for r in results:
+        rel = project.rel(r.target)
+        if args.check:
+            print(f"{rel}: current")
+        else:
+            print(f"{rel}: {'written' if r.changed else 'unchanged'}")
+    return 0
+
+
+def cmd_build(args, project: Project) -> int:
+    from .build import build
+
+    for path in build(_modules(project, args.modules), project):
+        print(f"built {project.rel(path)}")
+    return 0
+
+
+def cmd_validate(args, project: Project) -> int:
+    from .validate import validate
+
+    for r in validate(_modules(project, args.modules), project, timeout=args.timeout):
+        print(f"{r.spec.id}: {r.cells_run} code cells passed ({r.seconds:.1f}s)")
+    return 0
+
+
+def cmd_release(args, project: Project) -> int:
+    from .release import release
+
+    for r in release(_modules(project, args.modules), project):
+        print(f"released {project.rel(r.notebook)} (no solution or hidden text left)")
+    return 0
+
+
+def cmd_samples(args, project: Project) -> int:
+    from .samples import samples
+
+    for name, path in samples(_one(project, args.module), project).items():
+        print(f"{name}: {project.rel(path)}")
+    return 0
+
+
+def cmd_autograde(args, project: Project) -> int:
+    from .grade import autograde, describe
+
+    results = autograde(_one(project, args.module), project, args.student or None)
+    for r in results:
+        print(describe(r))
+        if args.verbose:
+            for w in r.warnings:
+                print(f"    nbgrader warning: {w}")
+    failed = [r for r in results if not r.graded]
+    if failed:
+        print(
+            f"tito: error: {len(failed)} of {len(results)} submissions could not be graded",
+            file=sys.stderr,
+        )
+        return CHECK_FAILED
+    return 0
+
+
+def cmd_feedback(args, project: Project) -> int:
+    from .feedback import feedback
+
+    res = feedback(_one(project, args.module), project)
+    for path in res.files:
+        print(f"feedback {project.rel(path)}")
+    print(f"{len(res.files)} feedback files, no hidden checks in them")
+    return 0
+
+
+def cmd_grades(args, project: Project) -> int:
+    from .grade import format_table, table, write_csv
+
+    specs = _modules(project, [args.module] if args.module else [])
+    tables = [table(spec, project) for spec in specs]
+    print("\n\n".join(format_table(t) for t in tables))
+    if args.csv:
+        write_csv(Path(args.csv), tables)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_course(args, project: Project) -> int:
+    from .course import course
+
+    outcomes = course(project, _modules(project, args.modules) or None, timeout=args.timeout)
+    return 0 if all(o.ok for o in outcomes) else CHECK_FAILED
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other tito error."""
+
+    def error(self, message: str):
+        self.exit(2, f"tito: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tito",
+        description="TinyTorch course tool: modules/*_dev.py -> package, notebooks, grades.",
+    )
+    p.add_argument("--root", help="project root (default: found from the current directory)")
+    p.add_argument("--modules-dir", help="module sources (default: ROOT/modules)")
+    p.add_argument("--course-dir", help="nbgrader course root (default: ROOT/course)")
+    p.add_argument("--package-dir", help="where export writes <name>.py (default: ROOT/tinytorch)")
+    p.add_argument(
+        "--nbgrader-config", help="nbgrader config file (default: ROOT/nbgrader_config.py)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="print nbgrader warnings too")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("list", cmd_list, "list the course modules")
+    sp = add("export", cmd_export, "write tinytorch/<name>.py from the '#| export' cells")
+    sp.add_argument("modules", nargs="*", metavar="MODULE")
+    sp.add_argument("--check", action="store_true", help="only compare; exit 1 if any file differs")
+    sp = add("build", cmd_build, "build course/source/<id>/<name>.ipynb (instructor notebook)")
+    sp.add_argument("modules", nargs="*", metavar="MODULE")
+    for name, fn, help_ in (
+        ("validate", cmd_validate, "run the instructor notebook; every check must pass"),
+        ("course", cmd_course, "everything, for every module, then the gradebook (make course)"),
+    ):
+        sp = add(name, fn, help_)
+        sp.add_argument("modules", nargs="*", metavar="MODULE")
+        sp.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
+    sp = add("release", cmd_release, "nbgrader generate_assignment + leak check")
+    sp.add_argument("modules", nargs="*", metavar="MODULE")
+    sp = add("samples", cmd_samples, "write the reference/untouched/partial sample submissions")
+    sp.add_argument("module", metavar="MODULE")
+    sp = add("autograde", cmd_autograde, "nbgrader autograde course/submitted/<student>/<id>/")
+    sp.add_argument("module", metavar="MODULE")
+    sp.add_argument(
+        "--student", action="append", metavar="ID", help="only this student (repeatable)"
+    )
+    sp = add("feedback", cmd_feedback, "nbgrader generate_feedback + hidden-text check")
+    sp.add_argument("module", metavar="MODULE")
+    sp = add("grades", cmd_grades, "print the gradebook (per-cell scores, totals, ungradable)")
+    sp.add_argument("module", nargs="?", metavar="MODULE")
+    sp.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed "tito: error: ..."
+        return int(exc.code or 0)
+    try:
+        project = _project(args)
+        if args.command in WRITES_COURSE:
+            from ._io import exclusive
+
+            with exclusive(project.course_dir):
+                return args.fn(args, project)
+        return args.fn(args, project)
+    except TitoError as exc:
+        print(f"tito: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"tito: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""``tito competition ...``: module 20's arena from the command line.
+
+    tito competition package DIR [--out ZIP] [--no-train] [--no-check]
+    tito competition evaluate PACKAGE...            folders or zips; same package -> same row
+    tito competition leaderboard [--final] [--json]
+    tito competition award TEAM POINTS --reason TEXT
+    tito competition html [--out PATH] [--final]
+    tito competition serve [--host H] [--port N] [--final]
+    tito competition report SUBMISSION_ID
+    tito competition check                          database integrity + invariants
+    tito competition demo                           build + evaluate every bundled sample
+
+The arena lives in ``--arena DIR`` (default ``course/competition/arena``; the demo uses
+``course/competition-demo/``). Hooked into ``tito/cli.py`` with ``add_parser(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import CHECK_FAILED, TitoError
+from .project import Project
+
+
+def default_arena(project: Project) -> Path:
+    return project.course_dir / "competition" / "arena"
+
+
+def demo_root(project: Project) -> Path:
+    return project.course_dir / "competition-demo"
+
+
+def _arena(args, project: Project, **kw):
+    from tinytorch.arena import Arena, ArenaLimits
+    from tinytorch.arena.store import StoreError
+
+    path = Path(args.arena) if args.arena else default_arena(project)
+    wall = getattr(args, "wall_seconds", None)
+    limits = ArenaLimits(wall_seconds=wall) if wall else None
+    try:
+        return Arena(path, limits=limits, **kw)
+    except (StoreError, ValueError) as exc:
+        raise TitoError(str(exc)) from None
+
+
+def cmd_package(args, project: Project) -> int:
+    from tinytorch.arena import build_package, read_package
+
+    src = Path(args.dir)
+    out_dir = Path(args.build) if args.build else src.parent / f"{src.name}-package"
+    try:
+        built = build_package(
+            src, out_dir, train=not args.no_train, check=not args.no_check, say=print
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise TitoError(f"{src}: {exc}") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pkg = read_package(built, tmp)
+    print(f"package {built}: team {pkg.team}, {pkg.model_bytes} bytes of weights, "
+          f"hash {pkg.hash[:16]}")
+    for p in pkg.problems:
+        print(f"  problem: {p}")
+    if args.out:
+        import shutil
+
+        archive = shutil.make_archive(str(Path(args.out).with_suffix("")), "zip", built)
+        print(f"wrote {archive}")
+    return CHECK_FAILED if pkg.problems else 0
+
+
+def cmd_evaluate(args, project: Project) -> int:
+    from tinytorch.arena import SubmissionLimitError
+
+    arena = _arena(args, project)
+    code = 0
+    for source in args.packages:
+        try:
+            outcome = arena.evaluate(source)
+        except SubmissionLimitError as exc:
+            print(f"{source}: rejected: {exc}", file=sys.stderr)
+            code = CHECK_FAILED
+            continue
+        except FileNotFoundError as exc:
+            raise TitoError(str(exc)) from None
+        print(outcome.summary())
+        if outcome.report_path:
+            print(f"  report: {project.rel(outcome.report_path)}")
+    return code
+
+
+def cmd_leaderboard(args, project: Project) -> int:
+    arena = _arena(args, project)
+    if args.json:
+        from tinytorch.arena.html import payload
+
+        data = payload(arena, final=args.final)
+        data.pop("html")
+        print(json.dumps(data, indent=2))
+    else:
+        print(arena.leaderboard_text(final=args.final))
+    return 0
+
+
+def cmd_award(args, project: Project) -> int:
+    arena = _arena(args, project)
+    try:
+        award_id = arena.award(args.team, args.points, args.reason)
+    except ValueError as exc:
+        raise TitoError(str(exc)) from None
+    total = arena.store.innovation_points().get(args.team, 0.0)
+    print(f"award #{award_id}: {args.points:+g} innovation points to {args.team} "
+          f"(total {total:g}): {args.reason}")
+    return 0
+
+
+def cmd_html(args, project: Project) -> int:
+    arena = _arena(args, project)
+    path = arena.write_html(args.out, final=args.final)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_serve(args, project: Project) -> int:
+    from tinytorch.arena.server import serve
+
+    arena = _arena(args, project)
+    serve(arena.root, host=args.host, port=args.port, final=args.final)
+    return 0
+
+
+def cmd_report(args, project: Project) -> int:
+    from tinytorch.arena.report import report_markdown
+
+    arena = _arena(args, project)
+    if arena.store.row(args.submission) is None:
+        raise TitoError(f"no submission #{args.submission} in {arena.root}")
+    print(report_markdown(arena, args.submission, final=args.final)[0])
+    return 0
+
+
+def cmd_check(args, project: Project) -> int:
+    arena = _arena(args, project)
+    problems = arena.problems()
+    for p in problems:
+        print(f"problem: {p}")
+    n = len(arena.store.rows())
+    print(f"{arena.store.path}: {n} submissions, {len(problems)} problems")
+    return CHECK_FAILED if problems else 0
+
+
+def competition_demo(project: Project, say=print):
+    """Build and evaluate every bundled sample in course/competition-demo (for `tito course`)."""
+    from tinytorch.arena import run_competition_demo
+
+    return run_competition_demo(demo_root(project), say=say)
+
+
+def cmd_demo(args, project: Project) -> int:
+    result = competition_demo(project)
+    return 0 if result.ok else CHECK_FAILED
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``competition`` and its actions to tito's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--arena", metavar="DIR", help="the arena directory (default: course/competition/arena)"
+    )
+    p = sub.add_parser(
+        "competition",
+        help="module 20's arena: package, evaluate, rank, award, serve",
+        description=__doc__.split("\n\n")[0],
+    )
+    actions = p.add_subparsers(dest="competition_command", metavar="ACTION", required=True)
+
+    def add(name, fn, help_):
+        sp = actions.add_parser(name, help=help_, description=help_, parents=[common])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("package", cmd_package, "train, check and package a submission folder")
+    sp.add_argument("dir", metavar="DIR", help="a folder with submission.py (+ submission.yaml)")
+    sp.add_argument("--build", metavar="DIR", help="package folder (default: DIR-package)")
+    sp.add_argument("--out", metavar="ZIP", help="also write the package as a zip")
+    sp.add_argument("--no-train", action="store_true", help="keep DIR/weights/ as is")
+    sp.add_argument("--no-check", action="store_true", help="skip the package checks")
+    sp = add("evaluate", cmd_evaluate, "evaluate packages (folders or zips) in the sandbox")
+    sp.add_argument("packages", nargs="+", metavar="PACKAGE")
+    sp.add_argument("--wall-seconds", type=float, help="inference wall-time limit (default 30)")
+    sp = add("leaderboard", cmd_leaderboard, "print the leaderboard")
+    sp.add_argument("--final", action="store_true", help="rank on the private split")
+    sp.add_argument("--json", action="store_true", help="machine-readable standings")
+    sp = add("award", cmd_award, "award innovation points to a team (shown publicly)")
+    sp.add_argument("team")
+    sp.add_argument("points", type=float)
+    sp.add_argument("--reason", required=True)
+    sp = add("html", cmd_html, "write the static HTML leaderboard")
+    sp.add_argument("--out", metavar="PATH")
+    sp.add_argument("--final", action="store_true")
+    sp = add("serve", cmd_serve, "serve the live leaderboard on localhost")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8020)
+    sp.add_argument("--final", action="store_true")
+    sp = add("report", cmd_report, "print the performance report of one submission")
+    sp.add_argument("submission", type=int, metavar="SUBMISSION_ID")
+    sp.add_argument("--final", action="store_true")
+    add("check", cmd_check, "check the database (integrity_check + invariants)")
+    add("demo", cmd_demo, "build and evaluate every bundled sample; print the leaderboard")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``,
+    whether or not tito/cli.py has hooked ``add_parser`` in yet."""
+    from .cli import _project, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "competition" not in sub.choices:
+        add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(["competition", *argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return args.fn(args, _project(args))
+    except TitoError as exc:
+        print(f"tito: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"tito: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
