@@ -61,8 +61,10 @@ def cmd_package(args, project: Project) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         pkg = read_package(built, tmp)
-    print(f"package {built}: team {pkg.team}, {pkg.model_bytes} bytes of weights, "
-          f"hash {pkg.hash[:16]}")
+    print(
+        f"package {built}: team {pkg.team}, {pkg.model_bytes} bytes of weights, "
+        f"hash {pkg.hash[:16]}"
+    )
     for p in pkg.problems:
         print(f"  problem: {p}")
     if args.out:
@@ -113,8 +115,10 @@ def cmd_award(args, project: Project) -> int:
     except ValueError as exc:
         raise TitoError(str(exc)) from None
     total = arena.store.innovation_points().get(args.team, 0.0)
-    print(f"award #{award_id}: {args.points:+g} innovation points to {args.team} "
-          f"(total {total:g}): {args.reason}")
+    print(
+        f"award #{award_id}: {args.points:+g} innovation points to {args.team} "
+        f"(total {total:g}): {args.reason}"
+    )
     return 0
 
 

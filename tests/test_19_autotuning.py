@@ -1,0 +1,580 @@
+"""Module 19 (autotuning): the harness, constraints, hardware detection, the step interface and
+pipelines, Pareto fronts, the cache and executor seam, the AutoTuner against exhaustive search,
+accuracy-aware quantization, hyperparameter search, adaptive training; the bench runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinytorch.autotuning as at
+from tinytorch.core import zoo
+from tinytorch.core.nn import Linear, Sequential, manual_seed
+from tinytorch.core.optim import AdamW
+from tinytorch.quantization import QConfig, Quantizer
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 1024
+
+
+# ============================================================================ fixtures
+@pytest.fixture(scope="session")
+def digits_mlp():
+    model, _, data = zoo.train_digits("mlp", seed=0)
+    return model, data
+
+
+@pytest.fixture(scope="session")
+def digits_cnn():
+    model, _, data = zoo.train_digits("cnn", seed=0)
+    return model, data
+
+
+SMALL_SPACE = at.SearchSpace(
+    prune=(0.0, 0.75, 0.875, 0.9375), recover=("none", "finetune"), quantize=(None, 8, 4)
+)
+
+
+@pytest.fixture(scope="session")
+def tuned(digits_mlp, tmp_path_factory):
+    """A tuner with a shared cache and the exhaustive search of SMALL_SPACE."""
+    model, data = digits_mlp
+    path = tmp_path_factory.mktemp("tuning") / "cache.json"
+    tuner = at.AutoTuner(data, space=SMALL_SPACE, cache=at.ResultCache(path), progress=False)
+    return tuner, path
+
+
+def _best_under(result, constraints, objective):
+    ok = [c for c in result.candidates
+          if not constraints.violations(c.metrics, result.baseline.accuracy)]
+    return min(ok, key=lambda c: at.OBJECTIVES[objective](c.metrics)) if ok else None
+
+
+# ============================================================================ harness
+def test_model_bytes_counts_state_and_packs_int4(digits_mlp):
+    model, data = digits_mlp
+    assert at.model_bytes(model) == sum(p.data.nbytes for p in model.parameters())
+    q8 = Quantizer(QConfig(weight_bits=8)).quantize(model, data.loader("train"), 1)
+    q4 = Quantizer(QConfig(weight_bits=4)).quantize(model, data.loader("train"), 1)
+    assert at.model_bytes(q8) == sum(a.nbytes for a in q8.state_dict().values())
+    codes = sum(m.weight.size for m in q4.modules() if getattr(m, "weight_bits", 8) == 4)
+    assert at.model_bytes(q4) == at.model_bytes(q8) - codes + sum(
+        (m.weight.size + 1) // 2 for m in q4.modules() if getattr(m, "weight_bits", 8) == 4
+    )
+
+
+def test_measure_reports_the_four_metrics(digits_mlp):
+    model, data = digits_mlp
+    m = at.measure(model, data, repeats=3)
+    assert m.accuracy == pytest.approx(at.accuracy_on(model, data.x_val, data.y_val))
+    assert 0 < m.latency_ms < 1000
+    assert m.model_bytes == at.model_bytes(model)
+    # weights are resident, and a forward pass allocates at least its (32, 256) hidden layer
+    assert m.peak_memory >= m.model_bytes + 32 * 256 * 4
+    assert set(m.to_dict()) == {"accuracy", "latency_ms", "peak_memory", "model_bytes"}
+
+
+def test_peak_memory_sees_numpy_allocations():
+    assert at.peak_memory(lambda: np.ones(1_000_000)) >= 8_000_000
+    assert at.peak_memory(lambda: None) < 100_000
+
+
+def test_median_seconds_is_a_median_and_validates():
+    assert at.median_seconds(lambda: None, repeats=3, warmup=0) >= 0
+    with pytest.raises(ValueError):
+        at.median_seconds(lambda: None, repeats=0)
+
+
+# ============================================================================ constraints
+metrics_st = st.builds(
+    at.Metrics,
+    accuracy=st.floats(0, 1),
+    latency_ms=st.floats(0.001, 100),
+    peak_memory=st.integers(1, 10**8),
+    model_bytes=st.integers(1, 10**7),
+)
+opt_pos = st.one_of(st.none(), st.floats(0.001, 1e8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    m=metrics_st,
+    max_bytes=opt_pos,
+    max_lat=opt_pos,
+    max_mem=opt_pos,
+    min_acc=st.one_of(st.none(), st.floats(0, 1)),
+    drop=st.one_of(st.none(), st.floats(0, 1)),
+    base=st.floats(0, 1),
+    margin=st.floats(0, 0.9),
+    use_margin=st.booleans(),
+)
+def test_violations_match_each_budget(m, max_bytes, max_lat, max_mem, min_acc, drop, base,
+                                      margin, use_margin):
+    c = at.Constraints(max_bytes, max_lat, max_mem, min_acc, drop, margin)
+    got = {v.constraint: v for v in c.violations(m, base, margin=use_margin)}
+    lat_limit = None if max_lat is None else max_lat * ((1 - margin) if use_margin else 1)
+    assert ("max_bytes" in got) == (max_bytes is not None and m.model_bytes > max_bytes)
+    assert ("max_latency_ms" in got) == (lat_limit is not None and m.latency_ms > lat_limit)
+    assert ("max_peak_memory" in got) == (max_mem is not None and m.peak_memory > max_mem)
+    floors = [f for f in (min_acc, None if drop is None else base - drop) if f is not None]
+    acc_fails = bool(floors) and m.accuracy < max(floors) - 1e-12
+    assert (("min_accuracy" in got) or ("max_accuracy_drop" in got)) == acc_fails
+    for v in got.values():
+        assert v.excess > 0 or math.isclose(v.value, v.limit, rel_tol=1e-9)
+        assert v.constraint in str(v)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(max_bytes=0), dict(max_bytes=-5), dict(max_latency_ms=True), dict(min_accuracy=1.2),
+     dict(max_accuracy_drop=-0.1), dict(latency_margin=1.0), dict(max_peak_memory="1 MB")],
+)
+def test_bad_constraints_raise_naming_the_field(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        at.Constraints(**kwargs)
+
+
+def test_relative_floor_needs_the_baseline():
+    with pytest.raises(ValueError, match="baseline"):
+        at.Constraints(max_accuracy_drop=0.01).violations(at.Metrics(0.9, 1, 1, 1))
+
+
+# ============================================================================ hardware
+def test_cpu_flags_parses_x86_and_arm_in_simd_order():
+    assert at.cpu_flags("flags : avx512f fma sse2 avx2 avx512f\n") == (
+        "sse2", "avx2", "fma", "avx512f")
+    assert at.cpu_flags("Features : fp asimd asimddp\n") == ("asimd", "asimddp")
+    assert at.cpu_flags("flags_x : avx2\nmodel name : avx2\n") == ()
+
+
+def test_hardware_profile_detects_this_machine():
+    hw = at.HardwareProfile.detect()
+    assert hw.cores >= 1 and hw.cores <= (os.cpu_count() or hw.cores)
+    assert all(f in at.SIMD_FLAGS for f in hw.simd)
+    assert hw.memory_bytes is None or hw.memory_bytes > 2**26
+    assert hw.blas and isinstance(hw.gpu, bool) and isinstance(hw.onnxruntime, bool)
+    assert hw.fingerprint() == at.HardwareProfile.detect().fingerprint()
+    assert str(hw.cores) in hw.describe()
+    info = at.blas_info()
+    assert info["source"] in ("threadpoolctl", "numpy.show_config", "none")
+
+
+def test_targets_have_budgets_objectives_and_recipes():
+    assert set(at.TARGETS) == {"server", "laptop", "mobile", "microcontroller"}
+    sizes = [at.TARGETS[t].constraints.max_bytes or math.inf
+             for t in ("server", "laptop", "mobile", "microcontroller")]
+    assert sizes == sorted(sizes, reverse=True), "budgets tighten from server to microcontroller"
+    for p in at.TARGETS.values():
+        assert p.objective in at.OBJECTIVES and p.recipe
+
+
+# ============================================================================ steps, pipelines
+@pytest.mark.parametrize("name", sorted(at.STEPS))
+def test_every_step_returns_a_new_model_and_leaves_the_input_untouched(name, digits_mlp):
+    model, data = digits_mlp
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    ctx = at.StepContext(data, teacher=model, seed=0)
+    params = {"finetune": {"epochs": 1, "distill": True}}.get(name, {})
+    out = at.STEPS[name].fn(model, ctx, **params)
+    assert out is not model
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert at.predict(out, data.x_val[:4]).shape == (4, 10)
+
+
+def test_quantize_step_keeps_named_layers_in_float(digits_mlp):
+    model, data = digits_mlp
+    q = at.quantize_step(model, at.StepContext(data), bits=8, keep_fp32=("2",))
+    assert type(q[2]) is Linear and type(q[0]).__name__ == "QuantizedLinear"
+    assert np.array_equal(q[2].weight.data, model[2].weight.data)
+
+
+def test_backend_step_gives_the_same_numbers(digits_mlp):
+    model, data = digits_mlp
+    q = at.quantize_step(model, at.StepContext(data), bits=8)
+    fast = at.backend_step(q, at.StepContext(data), backend="optimized")
+    np.testing.assert_array_equal(at.predict(q, data.x_val), at.predict(fast, data.x_val))
+    with pytest.raises(ValueError, match="unknown backend"):
+        at.BackendModel(model, "nope")
+
+
+def test_pipeline_order_json_and_errors(digits_mlp):
+    model, data = digits_mlp
+    p = at.Pipeline([at.Step.make("prune", amount=0.5), at.Step.make("quantize", bits=4)], "x")
+    again = at.Pipeline.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p and again.target == "x" and "1. prune(amount=0.5)" in p.describe()
+    out1 = p.run(model, at.StepContext(data))
+    out2 = again.run(model, at.StepContext(data))
+    np.testing.assert_array_equal(at.predict(out1, data.x_val), at.predict(out2, data.x_val))
+    with pytest.raises(ValueError, match="cannot run after"):
+        at.Pipeline([at.Step.make("quantize"), at.Step.make("finetune")])
+    with pytest.raises(ValueError, match="twice"):
+        at.Pipeline([at.Step.make("prune"), at.Step.make("prune")])
+    with pytest.raises(ValueError, match="known steps"):
+        at.Pipeline([at.Step.make("sparsify")])
+
+
+@pytest.mark.parametrize("target", sorted(at.TARGETS))
+def test_optimization_pipeline_is_runnable_for_mlp_and_cnn(target, digits_mlp):
+    model, data = digits_mlp
+    p = at.optimization_pipeline(model, target)
+    assert p.target == target
+    out = p.run(model, at.StepContext(data, teacher=model))
+    assert at.model_bytes(out) <= at.model_bytes(model)
+    cnn_p = at.optimization_pipeline(zoo.digits_cnn(), target)
+    prune = [s.kwargs["amount"] for s in cnn_p.steps if s.name == "prune"]
+    assert all(a <= 0.25 for a in prune), "the CNN rule caps structured pruning"
+    with pytest.raises(ValueError, match="known targets"):
+        at.optimization_pipeline(model, "toaster")
+
+
+def test_search_space_configs_and_labels():
+    space = at.SearchSpace()
+    configs = space.configs()
+    assert len(configs) == len(set(configs)) == len(space) == 78
+    assert at.Config() in configs
+    for c in configs:
+        assert (c.recover == "none") or c.prune > 0
+        p = c.pipeline(3)
+        assert [s.name for s in p.steps] == [
+            n for n, on in [("prune", c.prune > 0), ("finetune", c.recover != "none"),
+                            ("quantize", c.quantize is not None),
+                            ("backend", c.backend != "numpy")] if on]
+    assert at.Config(0.5, "finetune", 8).at_most_as_aggressive_as(at.Config(0.75, "finetune", 4))
+    assert not at.Config(0.5, "finetune", 8).at_most_as_aggressive_as(
+        at.Config(0.75, "distill", 4))
+
+
+# ============================================================================ pareto
+points_st = st.lists(st.tuples(*[st.integers(0, 4)] * 3), max_size=15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(points_st)
+def test_pareto_front_is_exactly_the_non_dominated_set(pts):
+    front = at.pareto_front(pts, lambda p: p)
+    assert front == [p for p in pts if not any(at.dominates(q, p) for q in pts)]
+    for p in pts:
+        if p not in front:
+            assert any(at.dominates(q, p) for q in front), "a dominated point has a front witness"
+    assert at.pareto_front(front, lambda p: p) == front
+
+
+# ============================================================================ cache, executor
+def test_fingerprints_identify_models_and_data(digits_mlp):
+    model, data = digits_mlp
+    assert at.fingerprint(copy.deepcopy(model)) == at.fingerprint(model)
+    other = copy.deepcopy(model)
+    other[2].bias.data[0] += 1e-6
+    assert at.fingerprint(other) != at.fingerprint(model)
+    assert at.data_fingerprint(data) == at.data_fingerprint(copy.deepcopy(data))
+
+
+def test_result_cache_persists_and_survives_corruption(tmp_path):
+    path = tmp_path / "c.json"
+    cache = at.ResultCache(path)
+    key = at.ResultCache.key("model", {"prune": 0.5}, "hw")
+    assert cache.get(key) is None and cache.misses == 1
+    m = at.Metrics(0.9, 0.1, 1000, 500)
+    cache.put(key, m)
+    again = at.ResultCache(path)
+    assert again.get(key) == m and again.hits == 1 and key in again and len(again) == 1
+    path.write_text("{not json")
+    assert len(at.ResultCache(path)) == 0
+    monkey = at.default_cache_path()
+    assert monkey.name == "autotuning.json" and "tinytorch" in str(monkey)
+
+
+def test_evaluate_many_runs_through_any_executor(digits_mlp):
+    model, data = digits_mlp
+    ev = at.Evaluator(model, data, finetune_epochs=1, repeats=1)
+    clone = pickle.loads(pickle.dumps(ev))  # what a process pool or a Dask worker receives
+    configs = [at.Config(), at.Config(quantize=8), at.Config(0.75, "finetune", 4)]
+    local = at.evaluate_many(ev, configs)
+    with ThreadPoolExecutor(2) as pool:
+        threaded = at.evaluate_many(clone, configs, pool)
+    for a, b in zip(local, threaded):
+        assert (a.accuracy, a.model_bytes) == (b.accuracy, b.model_bytes)
+
+
+# ============================================================================ the tuner
+def test_monotone_rule_unit():
+    fail = at.Candidate(at.Config(0.5, "finetune", 8), at.Metrics(0.9, 1, 1, 1), [], "search")
+    assert at.monotone_infeasible(at.Config(0.75, "finetune", 4), [fail], 0.95, 0.01)
+    assert not at.monotone_infeasible(at.Config(0.25, "finetune", 8), [fail], 0.95, 0.01)
+    assert not at.monotone_infeasible(at.Config(0.75, "finetune", 4), [fail], None, 0.01)
+
+
+TUNE_SETS = [
+    ("loose", at.Constraints(max_accuracy_drop=0.05), "bytes"),
+    ("mobile", at.Constraints(max_bytes=16 * K, max_accuracy_drop=0.02), "bytes"),
+    ("laptop", at.Constraints(max_bytes=32 * K, max_accuracy_drop=0.01), "accuracy"),
+    ("memory", at.Constraints(max_bytes=4 * K, max_peak_memory=36 * K,
+                              max_accuracy_drop=0.03), "bytes"),
+    ("infeasible", at.Constraints(max_bytes=700, max_accuracy_drop=0.0), "bytes"),
+]
+
+
+@pytest.mark.slow
+def test_auto_optimize_matches_exhaustive_with_at_most_40_percent(tuned, digits_mlp):
+    model, data = digits_mlp
+    tuner, _ = tuned
+    results = {name: tuner.auto_optimize(model, c, target="mobile", objective=obj)
+               for name, c, obj in TUNE_SETS}
+    ex = tuner.exhaustive(model)
+    assert ex.evaluations == len(SMALL_SPACE) == 42
+    for name, cons, obj in TUNE_SETS:
+        r = results[name]
+        opt = _best_under(ex, cons, obj)
+        assert r.evaluations <= 0.4 * ex.evaluations, (name, r.evaluations)
+        if opt is None:
+            assert not r.feasible and r.model is None and r.closest, name
+            report = r.report()
+            assert "NO CONFIGURATION MEETS THE CONSTRAINTS" in report and "max_bytes" in report
+            continue
+        assert r.feasible, f"{name}: exhaustive found {opt.config.label()}, the tuner nothing"
+        again = at.measure(r.model, data)
+        assert not cons.violations(again, r.baseline.accuracy, margin=False), (name, again)
+        tv = at.objective_value(r.best.metrics, obj)
+        ov = at.objective_value(opt.metrics, obj)
+        assert (tv <= 1.01 * ov) if obj == "bytes" else (tv >= 0.99 * ov), (name, tv, ov)
+        rebuilt = r.pipeline.run(model, at.StepContext(data, teacher=model))
+        np.testing.assert_array_equal(at.predict(rebuilt, data.x_val),
+                                      at.predict(r.model, data.x_val))
+        assert r.best in r.pareto() or any(
+            at.dominates((-c.metrics.accuracy, c.metrics.model_bytes, c.metrics.latency_ms),
+                         (-r.best.metrics.accuracy, r.best.metrics.model_bytes,
+                          r.best.metrics.latency_ms)) for c in r.pareto())
+    assert "memory" in results and results["memory"].best.metrics.peak_memory <= 36 * K
+
+
+@pytest.mark.slow
+def test_rerun_is_served_from_the_cache(tuned, digits_mlp):
+    model, _ = digits_mlp
+    tuner, path = tuned
+    first = tuner.auto_optimize(model, target="mobile")
+    second = at.AutoTuner(tuner.data, space=SMALL_SPACE, cache=at.ResultCache(path),
+                          progress=False).auto_optimize(model, target="mobile")
+    assert second.cache_hits == second.evaluations == first.evaluations
+    assert second.pipeline == first.pipeline
+    # another model (one weight changed) must not reuse the measurements
+    other = copy.deepcopy(model)
+    other[0].weight.data[0, 0] += 0.5
+    third = at.AutoTuner(tuner.data, space=SMALL_SPACE, cache=at.ResultCache(path),
+                         progress=False).auto_optimize(other, target="mobile")
+    assert third.cache_hits == 0
+
+
+@pytest.mark.slow
+def test_auto_optimize_through_a_thread_pool_gives_the_same_plan(digits_mlp):
+    model, data = digits_mlp
+    space = at.SearchSpace(prune=(0.0, 0.875), recover=("finetune",), quantize=(None, 8))
+    local = at.AutoTuner(data, space=space, progress=False).auto_optimize(model, target="mobile")
+    with ThreadPoolExecutor(2) as pool:
+        pooled = at.AutoTuner(data, space=space, executor=pool, progress=False).auto_optimize(
+            model, target="mobile")
+    assert pooled.pipeline == local.pipeline
+
+
+def test_auto_optimize_rejects_unknown_targets_and_objectives(digits_mlp):
+    model, data = digits_mlp
+    tuner = at.AutoTuner(data, space=SMALL_SPACE, progress=False)
+    with pytest.raises(ValueError, match="known targets"):
+        tuner.auto_optimize(model, target="toaster")
+    with pytest.raises(ValueError, match="objective"):
+        tuner.auto_optimize(model, target="mobile", objective="vibes")
+
+
+# ============================================================================ accuracy-aware PTQ
+@pytest.mark.slow
+def test_accuracy_aware_quantization_falls_back_sensitive_layers(digits_cnn):
+    model, data = digits_cnn
+    r = at.accuracy_aware_quantize(model, data, tolerance=0.005, bits=4)
+    assert r.within_tolerance
+    assert r.fp32_layers == [row[0] for row in r.sensitivity[: len(r.fp32_layers)]]
+    floats = {n for n, m in r.model.named_modules() if type(m).__name__ in ("Linear", "Conv2d")}
+    assert floats == set(r.fp32_layers)
+    full = at.model_bytes(model)
+    assert r.steps[0][0] == [] and all(b < full for _, _, b in r.steps[:-1])
+    with pytest.raises(ValueError):
+        at.accuracy_aware_quantize(model, data, tolerance=2)
+
+
+# ============================================================================ hyperparameters
+def _halving_cost(n0, rungs, eta):
+    total, prev = 0, 0
+    for k, r in enumerate(rungs):
+        total += max(1, n0 // eta**k) * (r - prev)
+        prev = r
+    return total
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 200), budget=st.integers(1, 300), lo=st.integers(1, 4),
+       hi=st.integers(1, 30), eta=st.integers(2, 4))
+def test_halving_plan_is_the_largest_that_fits(n, budget, lo, hi, eta):
+    if hi < lo:
+        lo, hi = hi, lo
+    try:
+        n0, rungs = at.halving_plan(n, budget, lo, hi, eta)
+    except ValueError:
+        assert _halving_cost(1, _rungs(lo, hi, eta), eta) > budget
+        return
+    assert rungs[0] == lo and rungs[-1] == hi and rungs == sorted(set(rungs))
+    assert 1 <= n0 <= n and _halving_cost(n0, rungs, eta) <= budget
+    assert n0 == n or _halving_cost(n0 + 1, rungs, eta) > budget
+
+
+def _rungs(lo, hi, eta):
+    r = [lo]
+    while r[-1] * eta <= hi:
+        r.append(r[-1] * eta)
+    return r + ([hi] if r[-1] < hi else [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_median_rule_stops_exactly_the_below_median(scores):
+    rule = at.MedianStoppingRule(grace=1, min_trials=3)
+    for i, s in enumerate(scores):
+        stop = rule.should_stop(at.Trial({}, scores=[s]))
+        prev = scores[:i]
+        assert stop == (len(prev) >= 3 and s < statistics.median(prev))
+    assert rule.stops == sum(
+        len(scores[:i]) >= 3 and s < statistics.median(scores[:i]) for i, s in enumerate(scores))
+
+
+def test_tpe_prefers_values_near_the_good_observations():
+    space = {"lr": [1, 2, 3, 4, 5, 6], "w": [0, 1]}
+    observed = [({"lr": 5, "w": 1}, 0.99), ({"lr": 6, "w": 1}, 0.97), ({"lr": 1, "w": 0}, 0.2),
+                ({"lr": 2, "w": 0}, 0.3), ({"lr": 1, "w": 1}, 0.25)]
+    cands = at.grid(space)
+    s = at.tpe_scores(space, observed, cands, gamma=0.4)
+    assert cands[int(np.argmax(s))] in ({"lr": 5, "w": 1}, {"lr": 6, "w": 1}, {"lr": 4, "w": 1})
+    assert s[cands.index({"lr": 1, "w": 0})] < s[cands.index({"lr": 5, "w": 1})]
+
+
+HP_SPACE = {"lr": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], "hidden": [8, 16, 32, 64, 128],
+            "weight_decay": [0.0, 0.01]}
+
+
+def _build(cfg):
+    m = zoo.digits_mlp(hidden=cfg["hidden"])
+    return m, AdamW(m.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+@pytest.mark.slow
+def test_halving_beats_random_search_in_4_of_5_seeds_and_the_median_rule_stops(digits_mlp):
+    _, data = digits_mlp
+    wins = stops = 0
+    for seed in range(5):
+        sh = at.hyperparameter_search(_build, data, HP_SPACE, 54, seed=seed, progress=False)
+        rs = at.hyperparameter_search(_build, data, HP_SPACE, 54, method="random", seed=seed,
+                                      progress=False)
+        assert sh.epochs_used <= 54 and rs.epochs_used <= 54
+        wins += at.config_quality(_build, data, sh.best_config) >= at.config_quality(
+            _build, data, rs.best_config)
+        stops += sh.median_stops
+        assert sh.epochs_saved >= 0 and sh.median_stops == sum(
+            t.stopped == "median rule" for t in sh.trials)
+    assert wins >= 4, f"halving won only {wins} of 5 seeds"
+    assert stops > 0
+
+
+def test_hyperparameter_search_is_reproducible_and_validates(digits_mlp):
+    _, data = digits_mlp
+    space = {"lr": [1e-3, 1e-2], "hidden": [8, 16]}
+    runs = [at.hyperparameter_search(_build_small, data, space, 6, method=m, seed=3,
+                                     max_epochs=2, progress=False)
+            for m in ("halving", "halving", "tpe", "tpe")]
+    assert [t.scores for t in runs[0].trials] == [t.scores for t in runs[1].trials]
+    assert [t.config for t in runs[2].trials] == [t.config for t in runs[3].trials]
+    assert "epochs" in runs[0].table()
+    with pytest.raises(ValueError, match="method"):
+        at.hyperparameter_search(_build_small, data, space, 6, method="grid")
+    with pytest.raises(ValueError, match="too small"):
+        at.hyperparameter_search(_build_small, data, space, 1, method="random", max_epochs=2)
+
+
+def _build_small(cfg):
+    m = zoo.digits_mlp(hidden=cfg["hidden"])
+    return m, AdamW(m.parameters(), lr=cfg["lr"])
+
+
+# ============================================================================ adaptive training
+def test_schedules_unit():
+    es = at.EarlyStopping(patience=2)
+    assert [es.step(s, e) for e, s in enumerate([1, 2, 2, 1])] == [False, False, False, True]
+
+    class Opt:
+        lr = 1.0
+
+    pl = at.ReduceLROnPlateau(Opt, factor=0.5, patience=1, min_lr=0.3)
+    assert [pl.step(s) for s in [1, 1, 1, 1]] == [False, True, True, False]
+    assert Opt.lr == 0.3
+    sub = at.curriculum_subset(np.array([3.0, 1.0, 2.0, 0.5]), epoch=0, epochs=10, start=0.5)
+    assert list(sub) == [1, 3]
+    assert len(at.curriculum_subset(np.arange(10.0), epoch=9, epochs=10)) == 10
+
+
+@pytest.mark.slow
+def test_adaptive_training_reaches_fixed_accuracy_in_fewer_epochs(digits_mlp):
+    _, data = digits_mlp
+    fixed, adaptive = [], []
+    for seed in range(3):
+        manual_seed(seed)
+        init = zoo.digits_mlp()
+        before = copy.deepcopy(init.state_dict())
+        fixed.append(at.fixed_training(init, data, epochs=30, seed=seed)[1])
+        adaptive.append(at.adaptive_training(init, data, epochs=30, seed=seed)[1])
+        assert all(np.array_equal(before[k], v) for k, v in init.state_dict().items())
+    f_acc = np.mean([r.test_acc for r in fixed])
+    a_acc = np.mean([r.test_acc for r in adaptive])
+    a_ep = np.mean([r.epochs for r in adaptive])
+    assert a_ep < 30 and a_acc >= f_acc, (a_acc, f_acc, a_ep)
+    assert all(any("plateau" in e for e in r.events) for r in adaptive)
+
+
+def test_uncertainty_and_active_learning_bookkeeping(digits_mlp):
+    _, data = digits_mlp
+    np.testing.assert_allclose(at.uncertainty(np.array([[0.6, 0.4], [0.1, 0.9]])), [0.8, 0.2])
+    with pytest.raises(ValueError):
+        at.uncertainty(np.ones(3))
+    r = at.active_learning(lambda: Sequential(Linear(64, 10)), data, initial=10, query=5,
+                           rounds=2, epochs=2)
+    assert r.labels == [10, 15, 20] and len(r.test_acc) == 3
+    with pytest.raises(ValueError, match="strategy"):
+        at.active_learning(lambda: Sequential(Linear(64, 10)), data, strategy="oracle")
+
+
+# ============================================================================ bench
+@pytest.mark.slow
+def test_bench_quick_runs_and_writes_json(tmp_path):
+    out = tmp_path / "autotuning.json"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "autotuning.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Targets" in proc.stdout and "exhaustive" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["bench"] == "autotuning" and data["quick"] is True
+    sets = data["results"]["mlp"]["sets"]
+    assert sets["infeasible"]["reported_infeasible"] is True
+    assert sets["mobile"]["tuner_evaluations"] <= 0.4 * sets["mobile"]["space"]
+    for t in data["targets"]:
+        assert isinstance(t["passed"], bool) and math.isfinite(t["value"]), t
+    assert (ROOT / "bench" / "results" / "autotuning_pareto_quick.png").exists()
