@@ -2,8 +2,10 @@
 
     softmax(q @ k^T / sqrt(D) + mask) @ v        on (B, H, T, D) tensors
 
-Both products are `Tensor @`, so every attention matmul (forward and backward) goes through
-`tinytorch.core.backends.matmul`, the routing point that module 15 swaps.
+Both products, in the forward and in the backward pass, go through
+`tinytorch.core.backends.matmul`, the routing point that module 15 swaps: as `Tensor @` when
+attention is composed from Tensor operations (with dropout), and as direct calls when it is one
+fused graph node with an analytic backward (without dropout, the common and the inference case).
 
 Keys and values may be longer than the queries (Tk >= Tq): that is what a KV cache (module 16)
 produces when it attends the newest Tq positions to all Tk positions seen so far. The causal
@@ -19,17 +21,21 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tinytorch.core import backends
 from tinytorch.core.nn import Dropout, Linear, Module
 from tinytorch.core.tensor import Tensor
 
 __all__ = ["causal_mask", "scaled_dot_product_attention", "MultiHeadAttention"]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)
 def causal_mask(tq: int, tk: int) -> np.ndarray:
     """Boolean (tq, tk) array, True where query i may attend to key j: j <= i + (tk - tq).
 
-    Cached and read-only: generation asks for the same few shapes again and again.
+    Cached and read-only: every layer of a forward pass asks for the same shape. The cache is
+    small on purpose: uncached generation asks for a new (T, T) shape at every step, and 64
+    entries of up to block_size^2 bytes each stayed alive after generating (65 MB at T = 1024).
+    A cached generation step (tq = 1) needs no mask at all.
     """
     if tk < tq:
         raise ValueError(
@@ -46,6 +52,12 @@ def _mask_value(dtype: np.dtype) -> float:
     """A large negative score for masked positions: exp() of it is exactly 0, yet it is finite,
     so `score + value` and `value - max` never overflow or give NaN (unlike -inf - -inf)."""
     return float(np.finfo(dtype).min) / 4
+
+
+def _mask_bias(allowed: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Additive bias in `dtype`: 0 where allowed, `_mask_value` where masked. Made directly in
+    `dtype` (not float64 and then cast): at T = 1024 that is 4 MB written per layer, not 12."""
+    return np.where(allowed, dtype.type(0), dtype.type(_mask_value(dtype)))
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -98,6 +110,11 @@ def scaled_dot_product_attention(
     Masked scores get a large finite negative value before a max-shifted (stable) softmax, so
     their weight is exactly 0 and no NaN appears. A query row that may attend to no key at all
     (possible only with a user mask) gets weight 0 everywhere, i.e. a zero output.
+
+    Without dropout the whole computation is ONE graph node with an analytic backward
+    (`_attention_fused`, like LayerNorm in nn.py): fewer Tensor operations per call, which is
+    what a cached generation step (one query per call) pays for. With dropout it is composed
+    from Tensor operations (`_attention_composed`). Both give the same values.
     """
     q, k, v = _as_tensor(q, "q"), _as_tensor(k, "k"), _as_tensor(v, "v")
     # the description is built only when an error is raised: f-strings cost every call
@@ -136,22 +153,68 @@ def scaled_dot_product_attention(
             ) from None
         allowed = m if allowed is None else (allowed & m)
 
+    any_key = None  # (..., Tq, 1): False for query rows that may attend to no key
+    if mask is not None:  # causal alone always leaves a row at least one key (Tk >= Tq)
+        any_key = allowed.any(axis=-1, keepdims=True)
+        if any_key.all():
+            any_key = None
+    same_float = q.dtype.kind == "f" and q.dtype == k.dtype == v.dtype
+    if dropout is None and same_float:
+        return _attention_fused(q, k, v, allowed, any_key)
+    return _attention_composed(q, k, v, allowed, any_key, dropout)
+
+
+def _attention_composed(q, k, v, allowed, any_key, dropout) -> Tensor:
+    """Attention built from Tensor operations (autograd composes the backward)."""
     # Constants are made as Tensors in the scores' own dtype (float64 in gradient checks).
     scores = q @ k.transpose(-2, -1)  # (B, H, Tq, D) @ (B, H, D, Tk) -> (B, H, Tq, Tk)
     dt = scores.dtype
     scores = scores * Tensor(1.0 / math.sqrt(q.shape[-1]), dtype=dt)  # (B, H, Tq, Tk)
     if allowed is not None:
         # additive bias: 0 where allowed, a huge negative where masked (a constant: no grad)
-        bias = Tensor(np.where(allowed, 0.0, _mask_value(dt)), dtype=dt)  # (.., Tq, Tk)
+        bias = Tensor(_mask_bias(allowed, dt), dtype=dt)  # (.., Tq, Tk)
         scores = scores + bias  # (B, H, Tq, Tk)
     weights = scores.softmax(axis=-1)  # (B, H, Tq, Tk), rows sum to 1
-    if mask is not None:  # causal alone always leaves a row at least one key (Tk >= Tq)
-        any_key = allowed.any(axis=-1, keepdims=True)  # (..., Tq, 1)
-        if not any_key.all():  # rows with no key would be uniform over masked keys: zero them
-            weights = weights * Tensor(any_key, dtype=dt)
+    if any_key is not None:  # rows with no key would be uniform over masked keys: zero them
+        weights = weights * Tensor(any_key, dtype=dt)
     if dropout is not None:
         weights = dropout(weights)
     return weights @ v  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
+
+
+def _attention_fused(q: Tensor, k: Tensor, v: Tensor, allowed, any_key) -> Tensor:
+    """The same numpy operations as `_attention_composed` (so the same values), recorded as one
+    graph node. Both products, and the four of the backward pass, go through backends.matmul.
+
+    Backward, with P = softmax(S), S = q k^T / sqrt(D) + bias, W = P (rows without keys
+    zeroed) and O = W v:  dv = W^T dO;  dW = dO v^T;  dS = P * (dW - sum(dW * P));
+    dq = dS k / sqrt(D);  dk = dS^T q / sqrt(D).
+    """
+    qd, kd, vd = q.data, k.data, v.data
+    dt = qd.dtype
+    scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
+    scores = backends.matmul(qd, np.swapaxes(kd, -1, -2)) * scale  # (B, H, Tq, Tk)
+    if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
+        scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
+    scores -= scores.max(axis=-1, keepdims=True)  # max-shifted softmax, in place
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    probs = scores  # (B, H, Tq, Tk), rows sum to 1
+    keep = None if any_key is None else any_key.astype(dt)  # (..., Tq, 1)
+    weights = probs if keep is None else probs * keep  # (B, H, Tq, Tk)
+    out = backends.matmul(weights, vd)  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
+
+    def backward(g):
+        g_v = backends.matmul(np.swapaxes(weights, -1, -2), g)  # (B, H, Tk, Dv)
+        g_w = backends.matmul(g, np.swapaxes(vd, -1, -2))  # (B, H, Tq, Tk)
+        if keep is not None:
+            g_w = g_w * keep
+        g_s = probs * (g_w - (g_w * probs).sum(axis=-1, keepdims=True)) * scale  # (.., Tq, Tk)
+        g_q = backends.matmul(g_s, kd)  # (B, H, Tq, D)
+        g_k = backends.matmul(np.swapaxes(g_s, -1, -2), qd)  # (B, H, Tk, D)
+        return g_q, g_k, g_v
+
+    return q._make(out, (q, k, v), backward, "attention")
 
 
 class MultiHeadAttention(Module):
@@ -207,6 +270,8 @@ class MultiHeadAttention(Module):
     def merge_heads(self, t: Tensor) -> Tensor:
         """(B, H, T, D) -> (B, T, C)."""
         b, _, t_len, _ = t.shape
+        if t_len == 1:  # one position (a cached step): the permute would move no data
+            return t.reshape(b, 1, self.d_model)  # (B, H, 1, D) -> (B, 1, C)
         t = t.permute(0, 2, 1, 3)  # (B, H, T, D) -> (B, T, H, D)
         return t.reshape(b, t_len, self.d_model)  # (B, T, H, D) -> (B, T, C)
 
@@ -215,6 +280,9 @@ class MultiHeadAttention(Module):
         x = self._check_input(x)
         b, t_len, _ = x.shape
         qkv = self.qkv(x)  # (B, T, C) -> (B, T, 3C)
+        if t_len == 1:  # one position (a cached step): split without a permute
+            qkv = qkv.reshape(b, 3, self.n_heads, 1, self.head_dim)  # (B, 1, 3C) -> (B, 3, H, 1, D)
+            return qkv[:, 0], qkv[:, 1], qkv[:, 2]  # 3 x (B, H, 1, D)
         qkv = qkv.reshape(b, t_len, 3, self.n_heads, self.head_dim)  # -> (B, T, 3, H, D)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (B, T, 3, H, D) -> (3, B, H, T, D)
         return qkv[0], qkv[1], qkv[2]  # 3 x (B, H, T, D)
