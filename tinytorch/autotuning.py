@@ -471,7 +471,7 @@ def _get_submodule(root: Module, name: str) -> Module:
 
 def _set_submodule(root: Module, name: str, new: Module) -> None:
     parent, _, last = name.rpartition(".")
-    _get_submodule(root, parent)._modules[last] = new
+    setattr(_get_submodule(root, parent), last, new)  # same slot: order is kept
 
 
 class BackendModel(Module):

@@ -731,7 +731,7 @@ def _swap_modules(root: Module, fn: Callable[[str, Module], Module | None], pref
     for name, child in list(root._modules.items()):
         if child is not None:
             full = f"{prefix}.{name}" if prefix else name
-            root._modules[name] = _swap_modules(child, fn, full)  # same slot: order is kept
+            setattr(root, name, _swap_modules(child, fn, full))  # same slot: order is kept
     return root
 
 

@@ -186,7 +186,8 @@ class Tensor:
         out.data = data
         out.grad = None
         out._op = op
-        needs = is_grad_enabled() and any(p.requires_grad for p in parents)
+        # Under no_grad (inference) this is the whole cost of an op on top of numpy.
+        needs = _grad_enabled.get() and any(p.requires_grad for p in parents)
         out.requires_grad = needs
         if needs:
             out._parents = parents
