@@ -27,14 +27,14 @@ $(VENV)/.stamp-%: pyproject.toml | $(BIN)/python
 course: $(VENV)/.stamp-course
 	$(BIN)/tito course
 
-lint: $(VENV)/.stamp-course,dev,deploy
+lint: $(VENV)/.stamp-course,dev,deploy,cluster
 	$(BIN)/ruff check .
 
-test: $(VENV)/.stamp-course,dev,deploy
+test: $(VENV)/.stamp-course,dev,deploy,cluster
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.stamp-course,dev,deploy
+bench: $(VENV)/.stamp-course,dev,deploy,cluster
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -27,6 +27,13 @@ c.Execute.interrupt_on_timeout = True
 # unencrypted localhost TCP into the terminal; only its errors are worth seeing.
 c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 
+# tito autograde (see docs/grading.md): besides the per-cell limit above, a hard wall-time
+# limit per notebook (all its cells, seconds; the grading process is killed) and the memory a
+# grading process may add to what it starts with (MB; RLIMIT_AS). `tito autograde` flags
+# --cell-timeout / --notebook-timeout / --memory-mb override these.
+c.TitoAutograde.notebook_timeout = 900
+c.TitoAutograde.memory_mb = 2048
+
 # A student who deletes a grade cell gets it back (and is graded on it) instead of silently
 # losing the points that cell was worth.
 c.OverwriteCells.add_missing_cells = True

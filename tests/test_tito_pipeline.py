@@ -214,14 +214,11 @@ def test_tampered_checks_are_overwritten(course):
     assert any("check_add" in w and "changed" in w for w in tamperer.warnings)
 
 
-def test_autograde_surfaces_nbgrader_real_error(course):
+def test_autograde_surfaces_the_real_error(course):
     crasher = course.results["crasher"]
     assert not crasher.graded
-    assert (
-        crasher.reason
-        == "nbgrader autograde failed: nbclient.exceptions.DeadKernelError: Kernel died"
-    )
-    assert "Traceback" in (course.project.root / crasher.log).read_text()
+    assert crasher.reason == "the grading process died (exit code 3) while running cell add_impl"
+    assert crasher.reason in (course.project.root / crasher.log).read_text()
     assert not (course.project.course_dir / "autograded" / "crasher" / "99_toy").exists()
 
 
@@ -245,7 +242,7 @@ def test_grades_tell_ungradable_from_zero(course, capsys):
     assert rows["partial"].split()[1:] == ["1/1", "0/2", "1/3"]
     assert "could not be graded: notebook is not valid JSON" in rows["badjson"]
     assert "could not be graded: missing notebook" in rows["nonotebook"]
-    assert "could not be graded: nbgrader autograde failed" in rows["crasher"]
+    assert "could not be graded: the grading process died" in rows["crasher"]
     csv_path = course.project.root / "grades.csv"
     rc = cli.main(
         ["--root", str(course.project.root), "--nbgrader-config", str(CONFIG)]

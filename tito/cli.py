@@ -111,14 +111,47 @@ def cmd_samples(args, project: Project) -> int:
 
 
 def cmd_autograde(args, project: Project) -> int:
-    from .grade import autograde, describe
+    import time
 
-    results = autograde(_one(project, args.module), project, args.student or None)
+    from .grade import autograde, describe, limits_from_config, summary
+
+    limits = limits_from_config(
+        project,
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb,
+    )
+    start = time.perf_counter()
+    from .scale import autograde_cluster, open_executor  # --scheduler: tito/scale.py
+
+    cluster = open_executor(args.scheduler, project)
+    if cluster is not None:
+        with cluster:
+            print(f"grading on {cluster.describe()}")
+            results = autograde_cluster(
+                _one(project, args.module),
+                project,
+                cluster,
+                args.student or None,
+                limits=limits,
+                progress=None if not args.no_progress else False,
+            )
+            args.jobs = cluster.workers
+    else:
+        results = autograde(
+            _one(project, args.module),
+            project,
+            args.student or None,
+            jobs=args.jobs,
+            limits=limits,
+            progress=None if not args.no_progress else False,
+        )
     for r in results:
         print(describe(r))
         if args.verbose:
-            for w in r.warnings:
-                print(f"    nbgrader warning: {w}")
+            for w in r.remarks:
+                print(f"    note: {w}")
+    print(summary(results, time.perf_counter() - start, args.jobs))
     failed = [r for r in results if not r.graded]
     if failed:
         print(
@@ -155,7 +188,23 @@ def cmd_course(args, project: Project) -> int:
     from .course import course
 
     outcomes = course(project, _modules(project, args.modules) or None, timeout=args.timeout)
-    return 0 if all(o.ok for o in outcomes) else CHECK_FAILED
+    ok = all(o.ok for o in outcomes)
+    if any(o.spec.name == "competition" and o.ok for o in outcomes):
+        from .competition_cli import competition_demo
+
+        print("\nCompetition: every bundled sample submission through the arena")
+        ok = competition_demo(project).ok and ok
+    return 0 if ok else CHECK_FAILED
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -177,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nbgrader-config", help="nbgrader config file (default: ROOT/nbgrader_config.py)"
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="print nbgrader warnings too")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="print grading warnings and notes too"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, fn, help_):
@@ -202,16 +253,48 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("modules", nargs="*", metavar="MODULE")
     sp = add("samples", cmd_samples, "write the reference/untouched/partial sample submissions")
     sp.add_argument("module", metavar="MODULE")
-    sp = add("autograde", cmd_autograde, "nbgrader autograde course/submitted/<student>/<id>/")
+    sp = add(
+        "autograde",
+        cmd_autograde,
+        "grade course/submitted/<student>/<id>/ in guarded worker processes (docs/grading.md)",
+    )
     sp.add_argument("module", metavar="MODULE")
     sp.add_argument(
         "--student", action="append", metavar="ID", help="only this student (repeatable)"
+    )
+    sp.add_argument(
+        "-j", "--jobs", type=_positive_int, default=1, help="grading worker processes (default 1)"
+    )
+    sp.add_argument(
+        "--cell-timeout", type=float, metavar="S", help="seconds per cell (nbgrader_config.py)"
+    )
+    sp.add_argument(
+        "--notebook-timeout",
+        type=float,
+        metavar="S",
+        help="seconds per notebook, all cells (default 900; nbgrader_config.py)",
+    )
+    sp.add_argument(
+        "--memory-mb",
+        type=int,
+        metavar="MB",
+        help="memory a grading process may add (default 2048; nbgrader_config.py)",
+    )
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="grade on a Dask cluster (tcp://host:8786; default $TINYTORCH_SCHEDULER or "
+        "c.TitoAutograde.scheduler; needs tinytorch[cluster]); see docs/scaling.md",
     )
     sp = add("feedback", cmd_feedback, "nbgrader generate_feedback + hidden-text check")
     sp.add_argument("module", metavar="MODULE")
     sp = add("grades", cmd_grades, "print the gradebook (per-cell scores, totals, ungradable)")
     sp.add_argument("module", nargs="?", metavar="MODULE")
     sp.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
+    from .competition_cli import add_parser as add_competition_parser
+
+    add_competition_parser(sub)
     return p
 
 

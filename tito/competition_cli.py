@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,29 @@ def default_arena(project: Project) -> Path:
 
 def demo_root(project: Project) -> Path:
     return project.course_dir / "competition-demo"
+
+
+def _evaluate_on_cluster(args, project: Project, arena) -> int:
+    """``evaluate --scheduler``: latency on benchmark workers only (docs/scaling.md)."""
+    from tinytorch.arena.cluster import evaluate_many
+    from tinytorch.executors import ExecutorError, get_executor
+
+    try:
+        executor = get_executor(args.scheduler, require=("tinytorch",))
+    except ExecutorError as exc:
+        raise TitoError(str(exc)) from None
+    code = 0
+    with executor:
+        print(f"evaluating on {executor.describe()}")
+        for done in evaluate_many(arena, args.packages, executor):
+            if done.error:
+                print(f"{done.source}: rejected: {done.error}", file=sys.stderr)
+                code = CHECK_FAILED
+                continue
+            print(done.outcome.summary() + f"  [latency on {done.workers.get('infer', '-')}]")
+            if done.outcome.report_path:
+                print(f"  report: {project.rel(done.outcome.report_path)}")
+    return code
 
 
 def _arena(args, project: Project, **kw):
@@ -80,6 +104,8 @@ def cmd_evaluate(args, project: Project) -> int:
 
     arena = _arena(args, project)
     code = 0
+    if getattr(args, "scheduler", None) or os.environ.get("TINYTORCH_SCHEDULER"):
+        return _evaluate_on_cluster(args, project, arena)  # tinytorch/arena/cluster.py
     for source in args.packages:
         try:
             outcome = arena.evaluate(source)
@@ -196,6 +222,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     sp = add("evaluate", cmd_evaluate, "evaluate packages (folders or zips) in the sandbox")
     sp.add_argument("packages", nargs="+", metavar="PACKAGE")
     sp.add_argument("--wall-seconds", type=float, help="inference wall-time limit (default 30)")
+    sp.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="evaluate on a Dask cluster (tcp://host:8786 or $TINYTORCH_SCHEDULER); latency "
+        "only on workers with --resources benchmark=1",
+    )
     sp = add("leaderboard", cmd_leaderboard, "print the leaderboard")
     sp.add_argument("--final", action="store_true", help="rank on the private split")
     sp.add_argument("--json", action="store_true", help="machine-readable standings")

@@ -1,11 +1,14 @@
-"""``tito autograde`` and ``tito grades``.
+"""``tito autograde`` and ``tito grades``: grading at class scale, against hostile submissions.
 
-Grading one student is one function, ``grade_student(spec, student, project)``, which takes
-and returns plain picklable data and writes only that student's files. ``autograde`` loops
-over students and records each outcome in ``course/autograded_status.json`` (atomically),
-which is how ``tito grades`` tells "scored zero" from "could not be graded, because ...".
-A worker pool (``--jobs``), a per-notebook wall-time cap or sandboxing plug in around
-``grade_student`` without touching the rest.
+The parent process (this module) owns the course directory: it builds one ``GradingContext``
+(the trusted notebook from the release and the gradebook, the limits, the sandbox policy), maps
+``BatchGrader(ctx)`` over disjoint batches of students with an executor (default: ``--jobs``
+long-lived worker processes, tito/workers.py), and *alone* writes what comes back: the
+gradebook (one SQLite writer, no concurrent-writer problem), the autograded notebooks, the logs
+and ``course/autograded_status.json`` -- which is how ``tito grades`` tells "scored zero" from
+"could not be graded, because ...". After the run the gradebook is checked for integrity.
+
+Why grading is trustworthy (trusted cells only, the guard, the limits): docs/grading.md.
 """
 
 from __future__ import annotations
@@ -13,56 +16,36 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
+import os
+import shutil
+import sqlite3
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import _io, nbg
-from .errors import TitoError, one_line
+from . import _io, nbg, sandbox, trust
+from .errors import CheckFailed, TitoError, one_line
 from .modules import ModuleSpec
 from .project import Project
+from .results import GRADED, UNGRADABLE, CellScore, StudentResult
+from .workers import BatchGrader, Executor, GradingContext, Limits, batches_for, local_pool
 
-GRADED, UNGRADABLE = "graded", "ungradable"
-
-
-@dataclass
-class CellScore:
-    grade_id: str
-    score: float
-    max_score: float
-
-
-@dataclass
-class StudentResult:
-    module_id: str
-    student: str
-    graded: bool
-    reason: str | None = None  # why it could not be graded (graded=False)
-    scores: list[CellScore] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # nbgrader's, e.g. "cell X changed"
-    log: str | None = None  # nbgrader log, relative to the project root
-    seconds: float = 0.0
-
-    @property
-    def score(self) -> float:
-        return sum(s.score for s in self.scores)
-
-    @property
-    def max_score(self) -> float:
-        return sum(s.max_score for s in self.scores)
-
-    def status_entry(self) -> dict:
-        entry = {
-            "status": GRADED if self.graded else UNGRADABLE,
-            "log": self.log,
-            "seconds": round(self.seconds, 1),
-        }
-        if self.graded:
-            entry.update(score=self.score, max_score=self.max_score)
-        else:
-            entry["reason"] = self.reason
-        return entry
+__all__ = [
+    "GRADED",
+    "UNGRADABLE",
+    "CellScore",
+    "StudentResult",
+    "Limits",
+    "autograde",
+    "grade_student",
+    "build_context",
+    "check_gradebook",
+    "summary",
+    "table",
+    "format_table",
+    "write_csv",
+]
 
 
 def submission_path(spec: ModuleSpec, project: Project, student: str) -> Path:
@@ -77,92 +60,394 @@ def discover_students(spec: ModuleSpec, project: Project) -> list[str]:
     return sorted(d.name for d in root.iterdir() if (d / spec.id).is_dir())
 
 
-def check_submission(spec: ModuleSpec, project: Project, student: str) -> str | None:
-    """Why the submission cannot be graded (missing, not JSON, not a notebook), else None."""
-    import nbformat
+# ---- what the workers get ----------------------------------------------------------------------
+def limits_from_config(project: Project, **overrides) -> Limits:
+    """Limits from nbgrader_config.py (``c.Execute.timeout``, ``c.TitoAutograde.*``), then any
+    non-None keyword override."""
+    cfg = nbg.load_config(project)
+    base = Limits()
+    values = {
+        "cell_timeout": float(cfg.Execute.get("timeout", base.cell_timeout) or base.cell_timeout),
+        "notebook_timeout": float(cfg.TitoAutograde.get("notebook_timeout", base.notebook_timeout)),
+        "memory_mb": int(cfg.TitoAutograde.get("memory_mb", base.memory_mb)),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Limits(**values)
 
-    path = submission_path(spec, project, student)
-    if not path.parent.is_dir():
-        return f"missing notebook: no directory {project.rel(path.parent)}"
-    if not path.exists():
-        others = sorted(p.name for p in path.parent.glob("*.ipynb"))
-        found = f" (found {', '.join(others)})" if others else ""
-        return f"missing notebook {project.rel(path)}{found}"
+
+def build_context(
+    spec: ModuleSpec, project: Project, limits: Limits | None = None
+) -> GradingContext:
+    """The trusted notebook (release order, gradebook sources and points), what the trusted cells
+    import, and the sandbox policy for ``spec``."""
+    from nbgrader.api import MissingEntry
+
+    from .release import release_notebook_path
+
+    release_path = release_notebook_path(spec, project)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        return f"notebook is not UTF-8 text: {exc.reason}"
-    except json.JSONDecodeError as exc:
-        return f"notebook is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        release = json.loads(release_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TitoError(f"{spec.id} is not released yet (run tito release {spec.id})") from None
+    with nbg.gradebook(project) as gb:
+        try:
+            nb = gb.find_notebook(spec.name, spec.id)
+        except MissingEntry:
+            raise TitoError(f"{spec.id} is not released yet (run tito release {spec.id})") from None
+        stored = {
+            c.name: {
+                "source": c.source,
+                "checksum": c.checksum,
+                "locked": bool(c.locked),
+                "cell_type": c.cell_type,
+            }
+            for c in nb.source_cells
+        }
+        points = {c.name: float(c.max_score) for c in nb.grade_cells}
+    instructor = []
+    source_nb = project.step_dir("source", spec.id) / spec.notebook_name
+    if source_nb.exists():
+        data = json.loads(source_nb.read_text(encoding="utf-8"))
+        instructor = [
+            trust.cell_source(c)
+            for c in data.get("cells", [])
+            if trust.nbgrader_meta(c).get("solution")
+        ]
+    trusted = trust.build_trusted(spec.id, spec.name, release, stored, points, instructor)
+    package = project.package_dir.name
+    blocked = f"{package}.{spec.name}"
+    preload: set[str] = set()
+    aliases: set[str] = set()
+    for c in trusted.cells:
+        if c.kind in (trust.GIVEN, trust.GRADE, trust.LOCKED):
+            preload |= trust.imported_modules(c.source)
+            aliases |= _import_aliases(c.source)
+    if any(m == "numpy" or m.startswith("numpy.") for m in preload):
+        preload.add("numpy.testing")
+    preload = {m for m in preload if m != blocked and not m.startswith(blocked + ".")}
+    deny_files, deny_dirs = _denied(spec, project)
+    limits = limits or limits_from_config(project)
+    policy = sandbox.Policy(
+        module_id=spec.id,
+        blocked_modules=(blocked,),
+        deny_read=frozenset(deny_files),
+        deny_dirs=frozenset(deny_dirs),
+        memory_mb=int(limits.memory_mb),
+        cell_timeout=float(limits.cell_timeout),
+    )
+    return GradingContext(
+        project=project,
+        module_id=spec.id,
+        notebook_name=spec.notebook_name,
+        notebook=trusted,
+        policy=policy,
+        limits=limits,
+        preload=tuple(sorted(preload)),
+        package=package,
+        package_dir=str(project.package_dir),
+        module_aliases=tuple(sorted(aliases)),
+    )
+
+
+def _import_aliases(source: str) -> set[str]:
+    import ast
+
     try:
-        nb = nbformat.from_dict(data)
-        if not isinstance(data, dict) or "cells" not in data:
-            raise ValueError("no 'cells' list")
-        nbformat.validate(nbformat.convert(nb, 4) if nb.get("nbformat", 4) != 4 else nb)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"not a valid Jupyter notebook: {first}"
-    return None
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            out |= {a.asname or a.name for a in node.names if a.name != "*"}
+    return out
+
+
+def _denied(spec: ModuleSpec, project: Project) -> tuple[set, set]:
+    """(files, directories) the grading process may not open, as (st_dev, st_ino): the course
+    (gradebook with hidden checks, instructor notebooks, other students), the module sources,
+    the repository's history, and the package file that *is* the reference solution."""
+    import importlib.util
+
+    files: set[tuple[int, int]] = set()
+    dirs: set[tuple[int, int]] = set()
+
+    def key(path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def tree(root: Path) -> None:
+        for dirpath, _dirnames, filenames in os.walk(root):
+            k = key(dirpath)
+            if k:
+                dirs.add(k)
+            for name in filenames:
+                k = key(os.path.join(dirpath, name))
+                if k:
+                    files.add(k)
+
+    for root in (project.course_dir, project.modules_dir, project.root / ".git"):
+        if root.is_dir():
+            tree(root)
+    package_dirs = {project.package_dir}
+    found = importlib.util.find_spec(project.package_dir.name)
+    if found is not None and found.submodule_search_locations:
+        package_dirs |= {Path(p) for p in found.submodule_search_locations}
+    for pkg in package_dirs:
+        for path in [pkg / f"{spec.name}.py", *pkg.glob(f"__pycache__/{spec.name}.*.pyc")]:
+            k = key(path)
+            if k:
+                files.add(k)
+        k = key(pkg)
+        if k:
+            dirs.add(k)
+    return files, dirs
+
+
+# ---- running ---------------------------------------------------------------------------------
+def ensure_released(spec: ModuleSpec, project: Project) -> None:
+    from nbgrader.api import MissingEntry
+
+    not_released = TitoError(f"{spec.id} is not released yet (run tito release {spec.id})")
+    if not nbg.gradebook_exists(project):
+        raise not_released
+    with nbg.gradebook(project) as gb:
+        try:
+            gb.find_notebook(spec.name, spec.id)
+        except MissingEntry:
+            raise not_released from None
+
+
+def autograde(
+    spec: ModuleSpec,
+    project: Project,
+    students: Sequence[str] | None = None,
+    *,
+    jobs: int = 1,
+    executor: Executor | None = None,
+    limits: Limits | None = None,
+    progress: bool | None = False,
+    stats: dict | None = None,
+) -> list[StudentResult]:
+    """Grade every (or the named) student's submission of ``spec`` in ``jobs`` worker processes
+    (or with ``executor``); write the gradebook, the autograded notebooks, the logs and the
+    status file; check the gradebook afterwards. Results come back in ``students`` order.
+
+    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``stats``, if
+    given, receives where the parent's time went (seconds): context, waiting for workers,
+    writing results, checking the gradebook."""
+    import time
+
+    clock = time.perf_counter
+    t0 = clock()
+    ensure_released(spec, project)
+    students = list(dict.fromkeys(students or discover_students(spec, project)))
+    if not students:
+        raise TitoError(
+            f"no submissions of {spec.id} under {project.rel(project.course_dir)}/submitted/*/"
+        )
+    ctx = build_context(spec, project, limits)
+    run = executor or local_pool(jobs)
+    done: dict[str, StudentResult] = {}
+    bar = _progress_bar(len(students), spec.id, progress)
+    t1 = clock()
+    writing = 0.0
+    try:
+        with nbg.quiet_nbgrader(), nbg.gradebook(project) as gb:
+            for batch in run(BatchGrader(ctx), batches_for(students, max(1, jobs))):
+                w0 = clock()
+                for r in batch:
+                    if r.student in done or r.student not in students:
+                        raise CheckFailed(f"executor returned {r.student} twice or unasked")
+                    _store(gb, spec, project, r)
+                    done[r.student] = r
+                record_status(project, batch)
+                writing += clock() - w0
+                bar.update(len(batch))
+    finally:
+        bar.close()
+    t2 = clock()
+    missing = [s for s in students if s not in done]
+    if missing:
+        raise CheckFailed(f"the executor returned no result for {', '.join(missing)}")
+    results = [done[s] for s in students]
+    problems = check_gradebook(spec, project, results)
+    if stats is not None:
+        stats.update(
+            context=t1 - t0,
+            waiting=t2 - t1 - writing,
+            writing=writing,
+            checking=clock() - t2,
+            total=clock() - t0,
+        )
+    if problems:
+        raise CheckFailed(
+            f"gradebook integrity check failed: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
+    return results
 
 
 def grade_student(spec: ModuleSpec, student: str, project: Project) -> StudentResult:
-    """Autograde ``student``'s submission of ``spec`` with nbgrader and read back the scores."""
-    start = time.perf_counter()
-    problem = check_submission(spec, project, student)
-    if problem:
-        forget(spec, project, student)
-        return StudentResult(spec.id, student, False, reason=problem, seconds=_since(start))
-    res = nbg.run(
-        "Autograde",
-        project,
-        assignment_id=spec.id,
-        student_id=student,
-        notebook_id=spec.name,
-        log_name=f"autograde/{spec.id}/{student}.log",
-        create_student=True,
-    )
-    log = project.rel(res.log_path)
-    if not res.success:
-        forget(spec, project, student)
-        return StudentResult(
-            spec.id,
-            student,
-            False,
-            reason=f"nbgrader autograde failed: {res.error}",
-            warnings=res.warnings,
-            log=log,
-            seconds=_since(start),
-        )
-    scores = read_scores(spec, project, student)
-    if scores is None:
-        return StudentResult(
-            spec.id,
-            student,
-            False,
-            reason="nbgrader recorded no grades",
-            log=log,
-            seconds=_since(start),
-        )
-    return StudentResult(
-        spec.id, student, True, scores=scores, warnings=res.warnings, log=log, seconds=_since(start)
+    """Autograde one student's submission (see ``autograde``)."""
+    return autograde(spec, project, [student])[0]
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, module_id: str, progress: bool | None):
+    if progress is False:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=f"autograde {module_id}",
+        unit="nb",
+        disable=None if progress is None else False,
     )
 
 
-def _since(start: float) -> float:
-    return round(time.perf_counter() - start, 3)
-
-
-def read_scores(spec: ModuleSpec, project: Project, student: str) -> list[CellScore] | None:
+def _store(gb, spec: ModuleSpec, project: Project, r: StudentResult) -> None:
+    """Write one result: files first, then the gradebook rows (committed)."""
     from nbgrader.api import MissingEntry
 
-    with nbg.gradebook(project) as gb:
+    autograded = project.step_dir("autograded", spec.id, r.student)
+    _io.remove_tree(project.step_dir("feedback", spec.id, r.student))  # stale either way
+    if r.log and r.log_text is not None:
+        _io.write_text(project.root / r.log, r.log_text)
+    try:
+        if not r.graded:
+            _io.remove_tree(autograded)
+            try:
+                gb.remove_submission(spec.id, r.student)
+            except MissingEntry:
+                pass
+            return
+        submitted = project.step_dir("submitted", spec.id, r.student)
+        with _io.replace_dir(autograded) as tmp:
+            for item in submitted.iterdir() if submitted.is_dir() else []:
+                if item.suffix != ".ipynb" and item.is_file() and not item.is_symlink():
+                    shutil.copy2(item, tmp / item.name)
+            (tmp / spec.notebook_name).write_text(
+                trust.dumps_notebook(r.autograded), encoding="utf-8"
+            )
+        gb.update_or_create_student(r.student)
+        timestamp = _parse_timestamp(r)
+        if timestamp is not None:
+            gb.update_or_create_submission(spec.id, r.student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(spec.id, r.student)
+        nb = gb.find_submission_notebook(spec.name, spec.id, r.student)
+        scores = {s.grade_id: s for s in r.scores}
+        for grade in nb.grades:
+            s = scores.get(grade.name)
+            grade.auto_score = s.score if s is not None else None
+            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        for comment in nb.comments:
+            if comment.name in r.comments:
+                comment.auto_comment = r.comments[comment.name]
+        gb.db.commit()
+    except Exception as exc:
+        gb.db.rollback()
+        r.graded, r.reason = False, f"could not record the grades: {type(exc).__name__}: {exc}"
+        r.scores = []
+        _io.remove_tree(autograded)
+    finally:
+        r.autograded = None  # written; do not keep every notebook in memory
+
+
+def _parse_timestamp(r: StudentResult):
+    if not r.timestamp:
+        return None
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(r.timestamp)
+    except (ValueError, TypeError):
+        r.notes.append(f"timestamp.txt is not a timestamp: {r.timestamp[:40]!r} (ignored)")
+        return None
+
+
+def check_gradebook(
+    spec: ModuleSpec, project: Project, results: Sequence[StudentResult]
+) -> list[str]:
+    """What is wrong with the gradebook after a run: SQLite's own integrity and foreign-key
+    checks, and every result of the run against its rows (graded: one grade per grade cell with
+    the score reported; ungradable: no submission)."""
+    from nbgrader.api import MissingEntry
+
+    problems = []
+    url = nbg.coursedir(project).db_url
+    if url.startswith("sqlite:///"):
+        con = sqlite3.connect(url[len("sqlite:///") :])
         try:
-            nb = gb.find_submission_notebook(spec.name, spec.id, student)
-        except MissingEntry:
-            return None
-        scores = [CellScore(g.name, float(g.score), float(g.max_score)) for g in nb.grades]
-        order = {c.name: i for i, c in enumerate(nb.notebook.grade_cells)}
-    return sorted(scores, key=lambda s: (order.get(s.grade_id, len(order)), s.grade_id))
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+            if rows != [("ok",)]:
+                problems.append(f"sqlite integrity_check: {rows[:3]}")
+            bad = con.execute("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                problems.append(f"sqlite foreign_key_check: {len(bad)} dangling rows")
+        finally:
+            con.close()
+    with nbg.quiet_nbgrader(), nbg.gradebook(project) as gb:
+        for r in results:
+            try:
+                nb = gb.find_submission_notebook(spec.name, spec.id, r.student)
+            except MissingEntry:
+                if r.graded:
+                    problems.append(f"{r.student}: graded, but the gradebook has no submission")
+                continue
+            if not r.graded:
+                problems.append(f"{r.student}: could not be graded, but the gradebook has grades")
+                continue
+            stored = {g.name: (g.auto_score, float(g.max_score)) for g in nb.grades}
+            mine = {s.grade_id: (s.score, s.max_score) for s in r.scores}
+            if stored != mine:
+                problems.append(f"{r.student}: gradebook {stored} != graded {mine}")
+    return problems
+
+
+def summary(results: Sequence[StudentResult], seconds: float, jobs: int) -> str:
+    """Graded / could not be graded (with reasons) / time per notebook."""
+    graded = [r for r in results if r.graded]
+    failed = [r for r in results if not r.graded]
+    times = [r.seconds for r in results] or [0.0]
+    module = results[0].module_id if results else "?"
+    lines = [
+        f"{module}: graded {len(graded)} of {len(results)} submissions in {seconds:.1f} s "
+        f"({jobs} worker{'s' if jobs != 1 else ''}); per notebook: median "
+        f"{statistics.median(times):.2f} s, max {max(times):.2f} s"
+    ]
+    if failed:
+        lines.append(f"could not be graded ({len(failed)}):")
+        lines += [f"  {r.student}: {one_line(r.reason)}" for r in failed]
+    course: dict[str, int] = {}
+    for r in results:
+        for n in r.course_notes:
+            course[n] = course.get(n, 0) + 1
+    if course:
+        lines.append("refused in the course's own cells (not the students' doing):")
+        lines += [f"  {n} ({k} notebook{'s' if k != 1 else ''})" for n, k in course.items()]
+    noted = [r for r in graded if r.notes]
+    if noted:
+        lines.append(
+            f"graded with notes ({len(noted)}; see tito grades): "
+            + ", ".join(r.student for r in noted[:10])
+            + (" ..." if len(noted) > 10 else "")
+        )
+    return "\n".join(lines)
 
 
 def forget(spec: ModuleSpec, project: Project, student: str) -> None:
@@ -198,33 +483,6 @@ def record_status(project: Project, results: Sequence[StudentResult]) -> None:
     _io.write_json(project.status_file, status)
 
 
-def autograde(
-    spec: ModuleSpec, project: Project, students: Sequence[str] | None = None
-) -> list[StudentResult]:
-    """Grade every (or the named) student's submission of ``spec``; record each outcome."""
-    from nbgrader.api import MissingEntry
-
-    not_released = TitoError(f"{spec.id} is not released yet (run tito release {spec.id})")
-    if not nbg.gradebook_exists(project):
-        raise not_released
-    with nbg.gradebook(project) as gb:
-        try:
-            gb.find_notebook(spec.name, spec.id)
-        except MissingEntry:
-            raise not_released from None
-    students = list(students or discover_students(spec, project))
-    if not students:
-        raise TitoError(
-            f"no submissions of {spec.id} under {project.rel(project.course_dir)}/submitted/*/"
-        )
-    results = []
-    for student in students:
-        result = grade_student(spec, student, project)
-        record_status(project, [result])
-        results.append(result)
-    return results
-
-
 def describe(result: StudentResult) -> str:
     if result.graded:
         return f"{result.student}: {result.score:g}/{result.max_score:g}"
@@ -238,6 +496,7 @@ class Row:
     graded: bool
     scores: dict[str, CellScore]
     reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings and notes of the last grading
 
     @property
     def score(self) -> float:
@@ -273,7 +532,7 @@ def table(spec: ModuleSpec, project: Project) -> Table:
     if not nbg.gradebook_exists(project):
         for student in sorted(status):
             reason = status[student].get("reason") or "no gradebook (course/gradebook.db) yet"
-            rows.append(Row(student, False, {}, reason))
+            rows.append(Row(student, False, {}, reason, status[student].get("notes", [])))
         return Table(spec, grade_ids, points, rows)
     students = set(status)
     with nbg.gradebook(project) as gb:
@@ -283,8 +542,9 @@ def table(spec: ModuleSpec, project: Project) -> Table:
             pass
         for student in sorted(students):
             entry = status.get(student, {})
+            notes = list(entry.get("notes", []))
             if entry.get("status") == UNGRADABLE:
-                rows.append(Row(student, False, {}, entry.get("reason") or "unknown reason"))
+                rows.append(Row(student, False, {}, entry.get("reason") or "unknown reason", notes))
                 continue
             try:
                 nb = gb.find_submission_notebook(spec.name, spec.id, student)
@@ -294,7 +554,7 @@ def table(spec: ModuleSpec, project: Project) -> Table:
             scores = {
                 g.name: CellScore(g.name, float(g.score), float(g.max_score)) for g in nb.grades
             }
-            rows.append(Row(student, True, scores))
+            rows.append(Row(student, True, scores, notes=notes))
     return Table(spec, grade_ids, points, rows)
 
 
@@ -338,6 +598,11 @@ def format_table(t: Table, width: int = 100) -> str:
             )
     if not t.rows:
         lines.append("(no submissions graded)")
+    noted = [r for r in t.rows if r.notes]
+    if noted:
+        lines.append("notes:")
+        for r in noted:
+            lines += [f"  {r.student}: {one_line(n)}" for n in r.notes]
     return "\n".join(lines)
 
 
@@ -363,7 +628,15 @@ def write_csv(path: Path, tables: Sequence[Table]) -> None:
                         [t.spec.id, r.student, GRADED, g, s.score if s else "", t.points[g], ""]
                     )
                 w.writerow(
-                    [t.spec.id, r.student, GRADED, "total", r.score, sum(t.points.values()), ""]
+                    [
+                        t.spec.id,
+                        r.student,
+                        GRADED,
+                        "total",
+                        r.score,
+                        sum(t.points.values()),
+                        "; ".join(r.notes),
+                    ]
                 )
             else:
                 w.writerow(

@@ -199,31 +199,36 @@ class Arena:
             evaluation = self._run_all(pkg, tmp, timings)
             t_store = time.perf_counter()
             evaluation["harness_seconds"] = time.perf_counter() - start
-            evaluation["evaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            meta = pkg.meta if isinstance(pkg.meta, dict) else {}
-            tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-            submission = {
-                "team": pkg.team,
-                "package_hash": pkg.hash,
-                "source": str(source),
-                "day": day,
-                "submitted_at": now.isoformat(timespec="seconds"),
-                "category": str(meta.get("category") or "")[:40],
-                "tags": [str(t)[:32] for t in tags][:10],
-                "description": str(meta.get("description") or "")[:500],
-            }
-            sid, created = self.store.record(submission, evaluation, self.rules.daily_limit)
-            if created:
-                self._archive(pkg, sid)
+            outcome = self.record(pkg, source, evaluation, now)
+        timings["store_and_reports"] = time.perf_counter() - t_store
+        outcome.timings = timings
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+
+    def record(self, pkg: Package, source, evaluation: dict, now: datetime) -> Outcome:
+        """Store one evaluation (`pkg` still unpacked: it is archived), write its reports."""
+        evaluation["evaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        meta = pkg.meta if isinstance(pkg.meta, dict) else {}
+        tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+        submission = {
+            "team": pkg.team,
+            "package_hash": pkg.hash,
+            "source": str(source),
+            "day": now.date().isoformat(),
+            "submitted_at": now.isoformat(timespec="seconds"),
+            "category": str(meta.get("category") or "")[:40],
+            "tags": [str(t)[:32] for t in tags][:10],
+            "description": str(meta.get("description") or "")[:500],
+        }
+        sid, created = self.store.record(submission, evaluation, self.rules.daily_limit)
+        if created:
+            self._archive(pkg, sid)
         outcome = self._outcome(sid, created, 0.0)
         if created:
             from .report import write_report, write_results_json
 
             outcome.results_path = write_results_json(self, sid)
             outcome.report_path = write_report(self, sid)
-        timings["store_and_reports"] = time.perf_counter() - t_store
-        outcome.timings = timings
-        outcome.seconds = time.perf_counter() - start
         return outcome
 
     def _outcome(self, sid: int, created: bool, seconds: float) -> Outcome:
@@ -282,6 +287,20 @@ class Arena:
         return out
 
     def _run_all(self, pkg: Package, tmp: Path, timings: dict | None = None) -> dict:
+        runs: dict[str, RunOutcome] = {}
+        timings = {} if timings is None else timings
+        for phase in ([] if pkg.problems else ["infer", "train"]):
+            t0 = time.perf_counter()
+            runs[phase] = self._run(pkg, phase, tmp)
+            timings[phase] = time.perf_counter() - t0
+            if not runs[phase].ok:
+                break
+        return self.evaluation(pkg, runs)
+
+    def evaluation(self, pkg: Package, runs: dict[str, RunOutcome]) -> dict:
+        """The stored evaluation of `pkg` from its sandboxed runs ({"infer": ..., "train": ...};
+        they may come from other machines, tinytorch/arena/cluster.py). Scored here: only this
+        process holds the labels."""
         ev = {
             "status": "ok",
             "error": "",
@@ -302,13 +321,8 @@ class Arena:
         if pkg.problems:
             ev["status"], ev["error"] = "malformed", "; ".join(pkg.problems)[:2000]
             return ev
-        runs = {}
-        timings = {} if timings is None else timings
         for phase, label in (("infer", "inference run"), ("train", "training run")):
-            t0 = time.perf_counter()
-            run = self._run(pkg, phase, tmp)
-            timings[phase] = time.perf_counter() - t0
-            runs[phase] = run
+            run = runs[phase]
             if run.stdout_head:
                 ev["output_head"] += f"[{label}]\n{run.stdout_head}\n"
             if not run.ok:
@@ -316,6 +330,8 @@ class Arena:
                 ev["error"] = f"{label}: {run.message}"
                 ev["peak_rss_kb"] = run.peak_rss_kb
                 return ev
+        if isinstance(runs["infer"].extra, dict) and runs["infer"].extra.get("machine"):
+            ev["machine"] = dict(runs["infer"].extra["machine"])  # where latency was measured
         infer, train = runs["infer"].result, runs["train"].result
         h = self.hidden
         ev["acc_public"], ev["acc_private"] = split_accuracies(

@@ -118,6 +118,10 @@ class Tensor:
     """An n-dimensional array that can record the operations applied to it."""
 
     __array_priority__ = 1000  # make `ndarray + Tensor` call Tensor.__radd__
+    # Slots make creating a result (what every op does) cheaper; __dict__ keeps tensors open
+    # to extra attributes, __weakref__ to weak references.
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_backward", "_op", "__dict__",
+                 "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _as_array(data, dtype)

@@ -1,0 +1,514 @@
+"""Grading workers: long-lived processes that each grade a batch of students at a time.
+
+The parent (tito/grade.py) builds one ``GradingContext`` (plain picklable data: the trusted
+notebook, the limits, the sandbox policy) and hands ``BatchGrader(ctx)`` to an *executor*:
+
+    Executor = Callable[[BatchGrader, list[list[str]]], Iterable[list[StudentResult]]]
+
+that maps it over disjoint batches of students and yields each batch's results as it finishes.
+``local_pool(jobs)`` (the default) runs ``jobs`` spawned worker processes that live for the whole
+run; ``inline`` runs in this process. A Dask executor is ``lambda fn, batches:
+(f.result() for f in as_completed(client.map(fn, batches)))``: a batch's results are plain data
+that the parent merges into the gradebook, so workers need no access to it.
+
+In a worker, ``Template`` (tito/sandbox.py) imports what the trusted cells import, once; every
+notebook then runs in a fresh ``os.fork()`` of that pristine state (milliseconds, where starting
+a Jupyter kernel takes about a second), under the limits and the guard, and is killed after its
+last cell. A worker never runs student code itself, so nothing a student does survives into the
+next notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sandbox, trust
+from .project import Project
+from .results import CellScore, StudentResult
+
+GRACE_SECONDS = 10.0  # a cell past its time limit gets this long to stop before a kill
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-notebook resource limits (nbgrader_config.py sets them; the CLI overrides)."""
+
+    cell_timeout: float = 120.0  # seconds per cell (nbgrader's Execute.timeout)
+    notebook_timeout: float = 900.0  # seconds per notebook, all cells: a hard kill
+    memory_mb: int = 2048  # address space a grading process may add to its start (RLIMIT_AS)
+
+
+@dataclass(frozen=True)
+class GradingContext:
+    """Everything a worker needs to grade submissions of one module (picklable)."""
+
+    project: Project
+    module_id: str
+    notebook_name: str  # "toy.ipynb"
+    notebook: trust.TrustedNotebook
+    policy: sandbox.Policy
+    limits: Limits
+    preload: tuple[str, ...]  # modules the trusted cells import (imported once per worker)
+    package: str  # "tinytorch"
+    package_dir: str | None  # the project's package dir, made importable in the workers
+    module_aliases: tuple[str, ...]  # names the trusted cells bind to imported modules
+
+    @property
+    def blocked(self) -> str:
+        return self.policy.blocked_modules[0]
+
+
+class BatchGrader:
+    """``BatchGrader(ctx)(students)`` grades those students; picklable for any executor."""
+
+    def __init__(self, ctx: GradingContext):
+        self.ctx = ctx
+
+    def __call__(self, students: Sequence[str]) -> list[StudentResult]:
+        return grade_batch(self.ctx, students)
+
+    def failed(self, students: Sequence[str], reason: str) -> list[StudentResult]:
+        return [StudentResult(self.ctx.module_id, s, False, reason=reason) for s in students]
+
+
+Executor = Callable[[BatchGrader, list[list[str]]], Iterable[list[StudentResult]]]
+
+
+def inline(fn: BatchGrader, batches: list[list[str]]) -> Iterator[list[StudentResult]]:
+    """Grade in this process, batch after batch (debugging, tests). This process becomes the
+    template the grading processes fork from: it imports the trusted cells' modules and gets the
+    template's tweaks (a ``sys.meta_path`` blocker, ``plt.show`` and tqdm's monitor off)."""
+    for batch in batches:
+        yield fn(batch)
+
+
+def local_pool(jobs: int) -> Executor:
+    """``jobs`` long-lived worker processes (spawned: they start from a clean interpreter, not
+    a copy of the parent with its gradebook connection). Each batch goes to one worker."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    def run(fn: BatchGrader, batches: list[list[str]]) -> Iterator[list[StudentResult]]:
+        workers = max(1, min(jobs, len(batches)))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(fn, batch): batch for batch in batches}
+            for fut in as_completed(futures):
+                try:
+                    yield fut.result()
+                except Exception as exc:  # a worker died (not a student: they run in forks)
+                    yield fn.failed(
+                        futures[fut], f"grading worker failed: {type(exc).__name__}: {exc}"
+                    )
+
+    return run
+
+
+def batches_for(students: Sequence[str], jobs: int) -> list[list[str]]:
+    """Disjoint batches, small enough to balance the workers and to show progress."""
+    size = max(1, min(4, len(students) // max(1, jobs * 4)))
+    return [list(students[i : i + size]) for i in range(0, len(students), size)]
+
+
+# ---- in the worker ----------------------------------------------------------------------------
+_TEMPLATES: dict[tuple, sandbox.Template] = {}
+
+
+def template_for(ctx: GradingContext) -> sandbox.Template:
+    key = (ctx.module_id, ctx.preload, ctx.package_dir)
+    if key not in _TEMPLATES:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        _TEMPLATES[key] = sandbox.Template(ctx.preload, ctx.policy.blocked_modules, ctx.package_dir)
+    return _TEMPLATES[key]
+
+
+def grade_batch(ctx: GradingContext, students: Sequence[str]) -> list[StudentResult]:
+    template = template_for(ctx)
+    out = []
+    for student in students:
+        try:
+            out.append(grade_one(ctx, student, template))
+        except Exception as exc:  # a bug in tito must not take the rest of the batch with it
+            out.append(
+                StudentResult(
+                    ctx.module_id,
+                    student,
+                    False,
+                    reason=f"internal grading error: {type(exc).__name__}: {exc}",
+                    worker=f"pid {os.getpid()}",
+                )
+            )
+    return out
+
+
+def read_submission(ctx: GradingContext, student: str) -> tuple[str | None, dict | None, list[str]]:
+    """(why it cannot be graded, the notebook JSON, extra notebooks found beside it)."""
+    project = ctx.project
+    folder = project.step_dir("submitted", ctx.module_id, student)
+    path = folder / ctx.notebook_name
+    if not folder.is_dir():
+        return f"missing notebook: no directory {project.rel(folder)}", None, []
+    others = sorted(p.name for p in folder.glob("*.ipynb") if p.name != ctx.notebook_name)
+    if not path.exists():
+        found = f" (found {', '.join(others)})" if others else ""
+        return f"missing notebook {project.rel(path)}{found}", None, []
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"notebook is not UTF-8 text: {exc.reason}", None, others
+    except json.JSONDecodeError as exc:
+        return (
+            f"notebook is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            None,
+            others,
+        )
+    except OSError as exc:
+        return f"cannot read {project.rel(path)}: {exc.strerror}", None, others
+    problem = trust.check_notebook_structure(data)
+    return problem, (None if problem else data), others
+
+
+@dataclass
+class Execution:
+    results: dict[int, dict]  # notebook cell index -> the child's report
+    failure: str | None  # why the notebook could not be graded
+    seconds: float
+
+
+def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> StudentResult:
+    start = time.perf_counter()
+    worker = f"pid {os.getpid()}"
+    log = ctx.project.rel(ctx.project.log_dir / "autograde" / ctx.module_id / f"{student}.log")
+    problem, data, others = read_submission(ctx, student)
+    notes = [
+        f"extra notebook {name} was not graded (only {ctx.notebook_name} is)" for name in others
+    ]
+    timestamp = _timestamp(ctx, student)
+    if problem:
+        return StudentResult(
+            ctx.module_id,
+            student,
+            False,
+            reason=problem,
+            notes=notes,
+            log=log,
+            worker=worker,
+            seconds=time.perf_counter() - start,
+            log_text=f"{student}: could not be graded: {problem}\n",
+        )
+    plan = trust.plan_submission(ctx.notebook, data)
+    for label, source in plan.student_sources:
+        for f in trust.scan_student_source(
+            label,
+            source,
+            package=ctx.package,
+            blocked=ctx.blocked,
+            module_id=ctx.module_id,
+            module_aliases=ctx.module_aliases,
+        ):
+            notes.append(str(f) if f.kind == "reference" else f"flagged for review: {f}")
+    specs = [
+        sandbox.CellSpec(
+            index=i,
+            label=p.cell.label,
+            source=p.source,
+            student=p.student,
+            grade=p.cell.kind == trust.GRADE,
+            binds=p.cell.binds,
+        )
+        for i, p in enumerate(plan.cells)
+        if p.cell.cell_type == "code"
+    ]
+    with tempfile.TemporaryDirectory(prefix=f"tito-grade-{ctx.module_id}-") as tmp:
+        work = Path(tmp) / ctx.module_id
+        _copy_inputs(ctx.project.step_dir("submitted", ctx.module_id, student), work)
+        run = execute(ctx, specs, template, str(work))
+    scores, cell_notes, course_notes = _score(ctx, plan, run)
+    notes += cell_notes
+    seconds = time.perf_counter() - start
+    log_text = _log_text(student, plan, run, scores, notes, seconds, course_notes)
+    if run.failure:
+        return StudentResult(
+            ctx.module_id,
+            student,
+            False,
+            reason=run.failure,
+            warnings=plan.warnings,
+            notes=notes,
+            log=log,
+            worker=worker,
+            seconds=seconds,
+            log_text=log_text,
+            course_notes=course_notes,
+        )
+    return StudentResult(
+        ctx.module_id,
+        student,
+        True,
+        scores=scores,
+        warnings=plan.warnings,
+        notes=notes,
+        log=log,
+        seconds=seconds,
+        worker=worker,
+        comments={
+            p.cell.grade_id: (None if p.answered else "No response.")
+            for p in plan.cells
+            if p.student
+        },
+        timestamp=timestamp,
+        autograded=_notebook(ctx, plan, run),
+        log_text=log_text,
+        course_notes=course_notes,
+    )
+
+
+def _timestamp(ctx: GradingContext, student: str) -> str | None:
+    path = ctx.project.step_dir("submitted", ctx.module_id, student) / "timestamp.txt"
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _copy_inputs(src: Path, dest: Path) -> None:
+    """The submission's other files (data a notebook reads), not notebooks: the grading
+    process works in a private copy."""
+    dest.mkdir(parents=True)
+    if not src.is_dir():
+        return
+    for item in src.iterdir():
+        if item.suffix == ".ipynb" or item.is_symlink():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name, symlinks=False, ignore_dangling_symlinks=True)
+        elif item.is_file() and item.stat().st_size <= 64 << 20:
+            shutil.copy2(item, dest / item.name)
+
+
+def execute(
+    ctx: GradingContext, specs: list[sandbox.CellSpec], template: sandbox.Template, work: str
+) -> Execution:
+    """Run ``specs`` in a fresh fork of ``template``: one request per cell, each answered with a
+    report carrying the request's nonce. A dead, stuck or misbehaving child fails the notebook
+    with the reason; nothing it does reaches this process."""
+    limits = ctx.limits
+    cmd_r, cmd_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the grading process
+        try:
+            os.close(cmd_w)
+            os.close(rep_r)
+            sandbox.child_main(
+                cmd_r, rep_w, specs, ctx.policy, template, work, ctx.notebook.protected
+            )
+        finally:
+            os._exit(70)
+    os.close(cmd_r)
+    os.close(rep_w)
+    results: dict[int, dict] = {}
+    failure = None
+    label = "(start-up)"
+    deadline = start + limits.notebook_timeout
+    grace = GRACE_SECONDS
+    try:
+        hello = sandbox.recv_msg(rep_r, min(deadline, time.monotonic() + 60))
+        if hello.get("op") == "fatal":
+            failure = (
+                f"internal grading error: the grading process did not start: {hello.get('error')}"
+            )
+        elif hello != {"op": "ready"}:
+            raise sandbox.ProtocolError("bad greeting")
+        for k, spec in enumerate(specs if failure is None else []):
+            label = spec.label
+            nonce = secrets.token_hex(16)
+            sandbox.send_msg(cmd_w, {"op": "run", "i": k, "nonce": nonce})
+            msg = sandbox.recv_msg(
+                rep_r, min(deadline, time.monotonic() + limits.cell_timeout + grace)
+            )
+            if (
+                not isinstance(msg, dict)
+                or msg.get("op") != "result"
+                or msg.get("nonce") != nonce
+                or msg.get("i") != spec.index
+            ):
+                raise sandbox.ProtocolError("unexpected reply")
+            results[spec.index] = msg
+        if failure is None and _pending(rep_r):
+            label = "(after the last cell)"
+            raise sandbox.ProtocolError("unrequested data")
+    except TimeoutError:
+        if time.monotonic() >= deadline:
+            failure = (
+                f"took longer than the {limits.notebook_timeout:g} s per-notebook time limit "
+                f"(stopped in cell {label})"
+            )
+        else:
+            failure = (
+                f"cell {label} did not stop within {limits.cell_timeout + grace:g} s "
+                f"(its time limit is {limits.cell_timeout:g} s)"
+            )
+    except (EOFError, BrokenPipeError):
+        failure = f"the grading process died ({_death(pid)}) while running cell {label}"
+        pid = None
+    except sandbox.ProtocolError:
+        failure = (
+            f"the grading process sent unexpected data while running cell {label} "
+            "(tampering with the grader?)"
+        )
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+        os.close(cmd_w)
+        os.close(rep_r)
+    return Execution(results, failure, time.monotonic() - start)
+
+
+def _pending(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _death(pid: int) -> str:
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+        hint = "; out of memory?" if sig == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    if os.WIFEXITED(status):
+        return f"exit code {os.WEXITSTATUS(status)}"
+    return f"status {status}"
+
+
+def _stderr_line(outputs: list[dict]) -> str | None:
+    for out in outputs:
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            text = out.get("text", "").strip()
+            return text.splitlines()[0][:200] if text else "(blank)"
+    return None
+
+
+def _score(
+    ctx: GradingContext, plan: trust.Plan, run: Execution
+) -> tuple[list[CellScore], list[str], list[str]]:
+    """nbgrader's rule per grade cell (an error or any stderr output scores 0; a numeric final
+    value is partial credit; otherwise full marks), plus the guard's verdicts."""
+    scores, notes, course = [], [], []
+    mb = ctx.limits.memory_mb
+    for i, p in enumerate(plan.cells):
+        r = run.results.get(i)
+        label = p.cell.label
+        if r is not None:
+            for what in dict.fromkeys(r.get("blocked", [])):
+                notes.append(f"{label}: refused {what}")
+            for what in dict.fromkeys(r.get("course", [])):
+                course.append(f"given cell {label}: refused {what}")
+            if r.get("timed_out"):
+                notes.append(
+                    f"{label}: stopped at the {ctx.limits.cell_timeout:g} s cell time limit"
+                )
+            elif (r.get("error") or "").startswith("MemoryError"):
+                notes.append(f"{label}: ran out of memory (limit: {mb} MB above the start)")
+            for n in r.get("names", []):
+                notes.append(f"{label}: {n} (restored)")
+            if p.cell.kind != trust.GRADE:
+                for change in r.get("tamper", []):
+                    notes.append(f"{label}: {change} (undone before the checks ran)")
+        if p.cell.kind != trust.GRADE:
+            continue
+        points = float(p.cell.points or 0.0)
+        if r is None:
+            reason = run.failure or "not run"
+            scores.append(CellScore(label, 0.0, points, reason))
+            continue
+        tamper = r.get("tamper", [])
+        stderr = _stderr_line(r.get("outputs", []))
+        if r["status"] == "error":
+            scores.append(CellScore(label, 0.0, points, r.get("error")))
+        elif tamper:
+            reason = f"the code under test {tamper[0]} while the check ran"
+            notes.append(f"{label}: no points: {reason}")
+            scores.append(CellScore(label, 0.0, points, reason))
+        elif stderr is not None:
+            scores.append(CellScore(label, 0.0, points, f"wrote to stderr: {stderr}"))
+        else:
+            partial = next((o["partial"] for o in r.get("outputs", []) if "partial" in o), None)
+            if partial is not None and 0 <= partial <= points:
+                why = None if partial == points else f"partial credit {partial:g}"
+                scores.append(CellScore(label, float(partial), points, why))
+            else:
+                scores.append(CellScore(label, points, points))
+    return scores, list(dict.fromkeys(notes)), course
+
+
+def _notebook(ctx: GradingContext, plan: trust.Plan, run: Execution) -> dict:
+    """The executed notebook as nbgrader's autograde would leave it (feedback reads it)."""
+    cells = []
+    for i, p in enumerate(plan.cells):
+        tc = p.cell
+        cell = {
+            "cell_type": tc.cell_type,
+            "metadata": json.loads(json.dumps(tc.metadata)),
+            "source": p.source,
+        }
+        if tc.cell_id:
+            cell["id"] = tc.cell_id
+        if tc.cell_type == "code":
+            r = run.results.get(i)
+            outs = []
+            for o in (r or {}).get("outputs", []):
+                o = dict(o)
+                o.pop("partial", None)
+                outs.append(o)
+            cell["outputs"] = outs
+            cell["execution_count"] = (i + 1) if r is not None else None
+        cells.append(cell)
+    return {
+        "cells": cells,
+        "metadata": ctx.notebook.metadata,
+        "nbformat": 4,
+        "nbformat_minor": ctx.notebook.nbformat_minor,
+    }
+
+
+def _log_text(student, plan, run, scores, notes, seconds, course_notes=()) -> str:
+    lines = [f"autograde of {student}: {seconds:.2f} s"]
+    lines += [f"[WARNING] {w}" for w in plan.warnings]
+    lines += [f"[NOTE] {n}" for n in notes]
+    lines += [f"[COURSE] {n}" for n in course_notes]
+    for i, p in enumerate(plan.cells):
+        r = run.results.get(i)
+        if r is None:
+            continue
+        who = "student" if p.student else "trusted"
+        what = "ok" if r["status"] == "ok" else r.get("error")
+        lines.append(f"cell {p.cell.label} ({who}): {what} ({r.get('seconds', 0):.3f} s)")
+        for o in r.get("outputs", []):
+            if o.get("output_type") == "error":
+                lines += ["    " + ln for ln in o.get("traceback", [])]
+    for s in scores:
+        lines.append(
+            f"score {s.grade_id}: {s.score:g}/{s.max_score:g}"
+            + (f" ({s.reason})" if s.reason else "")
+        )
+    if run.failure:
+        lines.append(f"[ERROR] could not be graded: {run.failure}")
+    return "\n".join(lines) + "\n"
