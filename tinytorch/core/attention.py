@@ -196,9 +196,10 @@ def _attention_fused(q: Tensor, k: Tensor, v: Tensor, allowed, any_key) -> Tenso
     scores = backends.matmul(qd, np.swapaxes(kd, -1, -2)) * scale  # (B, H, Tq, Tk)
     if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
         scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
-    scores -= scores.max(axis=-1, keepdims=True)  # max-shifted softmax, in place
+    # max-shifted softmax, in place (ufunc reduces skip ndarray.max/.sum's Python wrappers)
+    scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
     np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
+    scores /= np.add.reduce(scores, axis=-1, keepdims=True)
     probs = scores  # (B, H, Tq, Tk), rows sum to 1
     keep = None if any_key is None else any_key.astype(dt)  # (..., Tq, 1)
     weights = probs if keep is None else probs * keep  # (B, H, Tq, Tk)

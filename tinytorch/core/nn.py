@@ -733,16 +733,18 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(self.dim))
 
     def forward(self, x) -> Tensor:
-        x = _as_float_tensor(x, "LayerNorm")
+        if type(x) is not Tensor or x.data.dtype.kind != "f":
+            x = _as_float_tensor(x, "LayerNorm")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"LayerNorm({self.dim}) expects input (..., {self.dim}), got {x.shape}"
             )
         a = x.data
-        n_inv = 1.0 / self.dim  # sum * (1/n): np.mean's Python-level wrapper costs µs per call
-        mu = a.sum(axis=-1, keepdims=True) * n_inv
+        # add.reduce * (1/n): np.mean's (and .sum's) Python-level wrappers cost µs per call
+        n_inv = 1.0 / self.dim
+        mu = np.add.reduce(a, axis=-1, keepdims=True) * n_inv
         xc = a - mu
-        var = (xc * xc).sum(axis=-1, keepdims=True) * n_inv
+        var = np.add.reduce(xc * xc, axis=-1, keepdims=True) * n_inv
         inv = 1.0 / np.sqrt(var + self.eps)
         xhat = xc * inv
         w, b = self.weight.data, self.bias.data
