@@ -489,3 +489,51 @@ def test_tinygpt_learns_the_corpus_beyond_unigram_statistics():
     # a context-free model cannot beat the unigram entropy; this one must use the context
     assert train_loss < h_train - 0.5
     assert val_loss < h_val - 0.5
+
+
+def test_inference_fast_path_equals_the_tensor_path():
+    """Under no_grad in eval mode a block runs on plain arrays: same values, with and without a
+    cache, and the same matmuls through the routing point."""
+    from tinytorch.core.tensor import is_grad_enabled
+
+    cfg = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, d_model=8)
+    model = TinyGPT(cfg, seed=3)
+    model.eval()
+    ids = np.random.default_rng(0).integers(0, 11, size=(2, 9))
+    assert is_grad_enabled()
+    slow = model(ids).data  # grad enabled: the Tensor path
+    with no_grad():
+        block = model.blocks[0]
+        x = model.tok_emb(ids) + model.pos_emb(np.arange(9))
+        assert block._fast_path_ok(x)
+        fast = model(ids).data
+    np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)
+
+    class Cache:  # a minimal growing cache: the duck type the attention expects
+        def __init__(self):
+            self.k, self.v = {}, {}
+
+        def get_seq_length(self, layer_idx=0):
+            return 0 if layer_idx not in self.k else self.k[layer_idx].shape[2]
+
+        def update(self, k, v, layer_idx):
+            k, v = getattr(k, "data", k), getattr(v, "data", v)
+            if layer_idx in self.k:
+                k = np.concatenate([self.k[layer_idx], k], axis=2)
+                v = np.concatenate([self.v[layer_idx], v], axis=2)
+            self.k[layer_idx], self.v[layer_idx] = k, v
+            return k, v
+
+    cache = Cache()
+    with no_grad():
+        steps = [model(ids[:, :5], cache=cache).data[:, -1]]
+        steps += [model(ids[:, t : t + 1], cache=cache).data[:, -1] for t in range(5, 9)]
+    np.testing.assert_allclose(np.stack(steps, 1), slow[:, 4:], rtol=1e-5, atol=1e-5)
+
+    model.train()  # dropout is 0, so training mode alone does not leave the fast path...
+    with no_grad():
+        assert model.blocks[0]._fast_path_ok(Tensor(np.zeros((1, 2, 8), dtype=np.float32)))
+    drop_cfg = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, d_model=8, dropout=0.5)
+    dropped = TinyGPT(drop_cfg, seed=3)  # ...but active dropout does
+    with no_grad():
+        assert not dropped.blocks[0]._fast_path_ok(Tensor(np.zeros((1, 2, 8), dtype=np.float32)))

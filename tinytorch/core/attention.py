@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tinytorch.core import backends
-from tinytorch.core.nn import Dropout, Linear, Module
+from tinytorch.core.nn import Dropout, Linear, Module, linear_kernel
 from tinytorch.core.tensor import Tensor
 
 __all__ = ["causal_mask", "scaled_dot_product_attention", "MultiHeadAttention"]
@@ -182,15 +182,8 @@ def _attention_composed(q, k, v, allowed, any_key, dropout) -> Tensor:
     return weights @ v  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
 
 
-def _attention_fused(q: Tensor, k: Tensor, v: Tensor, allowed, any_key) -> Tensor:
-    """The same numpy operations as `_attention_composed` (so the same values), recorded as one
-    graph node. Both products, and the four of the backward pass, go through backends.matmul.
-
-    Backward, with P = softmax(S), S = q k^T / sqrt(D) + bias, W = P (rows without keys
-    zeroed) and O = W v:  dv = W^T dO;  dW = dO v^T;  dS = P * (dW - sum(dW * P));
-    dq = dS k / sqrt(D);  dk = dS^T q / sqrt(D).
-    """
-    qd, kd, vd = q.data, k.data, v.data
+def attention_kernel(qd, kd, vd, allowed, any_key):
+    """numpy forward of attention -> (out, probs, weights, keep, scale); see _attention_fused."""
     dt = qd.dtype
     scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
     scores = backends.matmul(qd, np.swapaxes(kd, -1, -2)) * scale  # (B, H, Tq, Tk)
@@ -204,6 +197,19 @@ def _attention_fused(q: Tensor, k: Tensor, v: Tensor, allowed, any_key) -> Tenso
     keep = None if any_key is None else any_key.astype(dt)  # (..., Tq, 1)
     weights = probs if keep is None else probs * keep  # (B, H, Tq, Tk)
     out = backends.matmul(weights, vd)  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
+    return out, probs, weights, keep, scale
+
+
+def _attention_fused(q: Tensor, k: Tensor, v: Tensor, allowed, any_key) -> Tensor:
+    """The same numpy operations as `_attention_composed` (so the same values), recorded as one
+    graph node. Both products, and the four of the backward pass, go through backends.matmul.
+
+    Backward, with P = softmax(S), S = q k^T / sqrt(D) + bias, W = P (rows without keys
+    zeroed) and O = W v:  dv = W^T dO;  dW = dO v^T;  dS = P * (dW - sum(dW * P));
+    dq = dS k / sqrt(D);  dk = dS^T q / sqrt(D).
+    """
+    qd, kd, vd = q.data, k.data, v.data
+    out, probs, weights, keep, scale = attention_kernel(qd, kd, vd, allowed, any_key)
 
     def backward(g):
         g_v = backends.matmul(np.swapaxes(weights, -1, -2), g)  # (B, H, Tk, Dv)
@@ -297,6 +303,28 @@ class MultiHeadAttention(Module):
         y = self.proj(self.merge_heads(y))  # (B, H, Tq, D) -> (B, Tq, C)
         drop = _active(self.resid_dropout)  # identity in eval mode: skip the call
         return y if drop is None else drop(y)  # (B, Tq, C)
+
+    def inference(self, h: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
+        """Causal self-attention on plain arrays (B, T, C) -> (B, T, C), for no_grad inference.
+
+        The same kernels as `forward` (so the same values), without building Tensors; the
+        caller checks that no dropout is active.
+        """
+        b, t_len, c = h.shape
+        qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data)  # (B, T, 3C)
+        qkv = qkv.reshape(b, t_len, 3, self.n_heads, self.head_dim)  # (B, T, 3, H, D)
+        qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # 3 x (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(k, v, layer_idx)  # 2 x (B, H, Tk, D): the past and the new
+            k, v = getattr(k, "data", k), getattr(v, "data", v)
+        tk = k.shape[2]
+        if tk < t_len:
+            raise ValueError(f"causal attention needs Tk >= Tq, got Tq={t_len}, Tk={tk}")
+        allowed = causal_mask(t_len, tk) if t_len > 1 else None  # (Tq, Tk)
+        y = attention_kernel(q, k, v, allowed, None)[0]  # (B, H, T, D)
+        y = y.transpose(0, 2, 1, 3).reshape(b, t_len, c)  # (B, H, T, D) -> (B, T, C)
+        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data)  # (B, T, C)
 
     def forward(
         self, x: Tensor, causal: bool = True, mask=None, cache=None, layer_idx: int = 0

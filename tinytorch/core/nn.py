@@ -414,6 +414,26 @@ class Identity(Module):
 
 
 # --------------------------------------------------------------------------- Linear
+def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product."""
+    out = backends.matmul(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
+    if b is not None:
+        out = out + b
+    return out.reshape(*a.shape[:-1], w.shape[1])  # (..., out)
+
+
+def layer_norm_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float):
+    """numpy forward of LayerNorm over the last axis -> (out, xhat, 1/std)."""
+    # add.reduce * (1/n): np.mean's (and .sum's) Python-level wrappers cost µs per call
+    n_inv = 1.0 / a.shape[-1]
+    mu = np.add.reduce(a, axis=-1, keepdims=True) * n_inv
+    xc = a - mu
+    var = np.add.reduce(xc * xc, axis=-1, keepdims=True) * n_inv
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = xc * inv
+    return xhat * w + b, xhat, inv
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`x @ weight + bias` for x of shape (..., in) as ONE graph node.
 
@@ -739,16 +759,8 @@ class LayerNorm(Module):
             raise ValueError(
                 f"LayerNorm({self.dim}) expects input (..., {self.dim}), got {x.shape}"
             )
-        a = x.data
-        # add.reduce * (1/n): np.mean's (and .sum's) Python-level wrappers cost µs per call
-        n_inv = 1.0 / self.dim
-        mu = np.add.reduce(a, axis=-1, keepdims=True) * n_inv
-        xc = a - mu
-        var = np.add.reduce(xc * xc, axis=-1, keepdims=True) * n_inv
-        inv = 1.0 / np.sqrt(var + self.eps)
-        xhat = xc * inv
-        w, b = self.weight.data, self.bias.data
-        out = xhat * w + b
+        w = self.weight.data
+        out, xhat, inv = layer_norm_kernel(x.data, w, self.bias.data, self.eps)
 
         def backward(g):
             dxhat = g * w

@@ -439,16 +439,8 @@ class Tensor:
     def gelu(self) -> Tensor:
         """GELU, tanh approximation (as in GPT-2)."""
         a = self.data
+        out, t = gelu_kernel(a)
         c = a.dtype.type(_SQRT_2_OVER_PI)
-        inner = a * a  # a * a * a: float32 a**3 is ~200x slower
-        inner *= a
-        inner *= 0.044715
-        inner += a
-        inner *= c  # c * (a + 0.044715 a^3), built in place: no temporaries on the hot path
-        t = np.tanh(inner, out=inner)
-        out = t + 1
-        out *= a
-        out *= 0.5  # 0.5 * a * (1 + t)
 
         def backward(g):
             d_inner = c * (1 + 3 * 0.044715 * (a * a))
@@ -478,6 +470,21 @@ class Tensor:
 
 
 # ------------------------------------------------------------------ helpers
+def gelu_kernel(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy forward of GELU (tanh approximation) -> (out, tanh(inner))."""
+    c = a.dtype.type(_SQRT_2_OVER_PI)
+    inner = a * a  # a * a * a: float32 a**3 is ~200x slower
+    inner *= a
+    inner *= 0.044715
+    inner += a
+    inner *= c  # c * (a + 0.044715 a^3), built in place: no temporaries on the hot path
+    t = np.tanh(inner, out=inner)
+    out = t + 1
+    out *= a
+    out *= 0.5  # 0.5 * a * (1 + t)
+    return out, t
+
+
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
 

@@ -34,8 +34,10 @@ from tinytorch.core.nn import (
     Module,
     ModuleList,
     get_rng,
+    layer_norm_kernel,
+    linear_kernel,
 )
-from tinytorch.core.tensor import Tensor, no_grad
+from tinytorch.core.tensor import Tensor, gelu_kernel, is_grad_enabled, no_grad
 
 __all__ = ["MLP", "TransformerBlock", "GPTConfig", "TinyGPT"]
 
@@ -80,8 +82,35 @@ class TransformerBlock(Module):
         self.ln2 = LayerNorm(d_model)
         self.mlp = MLP(d_model, mlp_ratio, dropout=dropout)
 
+    def _fast_path_ok(self, x) -> bool:
+        """Inference fast path: no graph to record, no dropout to apply, a well-formed input."""
+        return (
+            not is_grad_enabled()
+            and type(x) is Tensor
+            and x.ndim == 3
+            and x.shape[-1] == self.attn.d_model
+            and x.dtype.kind == "f"
+            and not any(
+                d.training and d.p > 0
+                for d in (self.attn.attn_dropout, self.attn.resid_dropout, self.mlp.dropout)
+            )
+        )
+
+    def inference(self, a: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
+        """The block on plain arrays (B, T, C) -> (B, T, C): the same kernels as the Tensor ops
+        (so the same values) without building Tensors. In eval mode under no_grad this is what
+        `forward` runs, like PyTorch's fast path for inference in its transformer layers."""
+        ln1, ln2, mlp = self.ln1, self.ln2, self.mlp
+        h = layer_norm_kernel(a, ln1.weight.data, ln1.bias.data, ln1.eps)[0]
+        a = a + self.attn.inference(h, cache, layer_idx)  # (B, T, C)
+        h = layer_norm_kernel(a, ln2.weight.data, ln2.bias.data, ln2.eps)[0]
+        h = gelu_kernel(linear_kernel(h, mlp.fc.weight.data, mlp.fc.bias.data))[0]  # (B, T, rC)
+        return a + linear_kernel(h, mlp.proj.weight.data, mlp.proj.bias.data)  # (B, T, C)
+
     def forward(self, x: Tensor, cache=None, layer_idx: int = 0) -> Tensor:
         """(B, T, C) -> (B, T, C); with `cache`, x holds only the new positions."""
+        if self._fast_path_ok(x):
+            return Tensor(self.inference(x.data, cache, layer_idx), dtype=x.dtype)
         a = self.attn(self.ln1(x), cache=cache, layer_idx=layer_idx)  # (B, T, C)
         x = x + a  # (B, T, C): attention mixes positions
         return x + self.mlp(self.ln2(x))  # (B, T, C): the MLP works per position
