@@ -13,8 +13,8 @@ The cache plumbing is duck-typed: `forward(idx, cache=c)` accepts any object wit
 number of positions already processed, i.e. the position index of the first new token).
 Every block sends its new keys and values through `c.update(..., layer_idx=i)` and attends
 over what comes back. `generate(..., use_cache=True)` prefills the prompt in one pass, then
-feeds one token per step; it imports `tinytorch.memory.KVCache` (module 16) only when asked
-for a cache without being given one, so the core never depends on a module.
+feeds one token per step; it imports `tinytorch.memory.StaticKVCache` (module 16) only when
+asked for a cache without being given one, so the core never depends on a module.
 """
 
 from __future__ import annotations
@@ -292,9 +292,11 @@ class TinyGPT(Module):
 
         `use_cache=False` (default) recomputes the whole context at each step. With
         `use_cache=True` or an (empty) `cache`, the prompt is prefilled in one pass and each
-        step runs only the newest token, attending over cached keys and values; without a
-        `cache`, a `tinytorch.memory.KVCache` is made. Cached positions cannot be cropped, so
-        prompt length + max_new_tokens - 1 must fit in block_size.
+        step runs only the newest token, attending over cached keys and values. Without a
+        `cache`, a `tinytorch.memory.StaticKVCache` of exactly prompt + max_new_tokens
+        positions is made: generate knows the final length, so one preallocated buffer beats
+        growing by copies. Cached positions cannot be cropped, so prompt length +
+        max_new_tokens - 1 must fit in block_size.
         """
         ids = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
         if ids.ndim not in (1, 2) or ids.size == 0:
@@ -319,9 +321,9 @@ class TinyGPT(Module):
             top_k = _check_positive_int("top_k", top_k)
 
         if cache is None and use_cache:
-            from tinytorch.memory import KVCache  # module 16; imported only when asked for
+            from tinytorch.memory import StaticKVCache  # module 16; imported only when asked for
 
-            cache = KVCache(self.config.n_layer)
+            cache = StaticKVCache.for_model(self, ids.shape[0], ids.shape[1] + max_new_tokens)
         if cache is not None:
             self._check_cache(cache, ids.shape[1], max_new_tokens)
 
