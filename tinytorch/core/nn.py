@@ -442,15 +442,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     keeps per-token inference cost close to raw numpy.
     """
     a, w = x.data, weight.data
-    lead = a.shape[:-1]
-    a2 = a.reshape(-1, a.shape[-1])  # (N, in), N = prod(lead)
-    out = backends.matmul(a2, w)  # (N, out)
-    if bias is not None:
-        out = out + bias.data
-    out = out.reshape(*lead, w.shape[1])  # (..., out)
+    out = linear_kernel(a, w, None if bias is None else bias.data)  # (..., out)
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
+        a2 = a.reshape(-1, a.shape[-1])  # (N, in), N = prod of the leading axes
         g2 = g.reshape(-1, g.shape[-1])  # (N, out)
         gx = backends.matmul(g2, w.T).reshape(a.shape)  # (..., in)
         gw = backends.matmul(a2.T, g2)  # (in, out)
