@@ -36,8 +36,9 @@ def demo_root(project: Project) -> Path:
 
 def _evaluate_on_cluster(args, project: Project, arena) -> int:
     """``evaluate --scheduler``: latency on benchmark workers only (docs/scaling.md)."""
-    from tinytorch.arena.cluster import evaluate_many
-    from tinytorch.executors import ExecutorError, get_executor
+    from tinytorch.infra.executors import ExecutorError, get_executor
+
+    from .arena.cluster import evaluate_many
 
     try:
         executor = get_executor(args.scheduler, require=("tinytorch",))
@@ -58,8 +59,8 @@ def _evaluate_on_cluster(args, project: Project, arena) -> int:
 
 
 def _arena(args, project: Project, **kw):
-    from tinytorch.arena import Arena, ArenaLimits
-    from tinytorch.arena.store import StoreError
+    from .arena import Arena, ArenaLimits
+    from .arena.store import StoreError
 
     path = Path(args.arena) if args.arena else default_arena(project)
     wall = getattr(args, "wall_seconds", None)
@@ -100,12 +101,12 @@ def cmd_package(args, project: Project) -> int:
 
 
 def cmd_evaluate(args, project: Project) -> int:
-    from tinytorch.arena import SubmissionLimitError
+    from .arena import SubmissionLimitError
 
     arena = _arena(args, project)
     code = 0
     if getattr(args, "scheduler", None) or os.environ.get("TINYTORCH_SCHEDULER"):
-        return _evaluate_on_cluster(args, project, arena)  # tinytorch/arena/cluster.py
+        return _evaluate_on_cluster(args, project, arena)  # tito/arena/cluster.py
     for source in args.packages:
         try:
             outcome = arena.evaluate(source)
@@ -124,7 +125,7 @@ def cmd_evaluate(args, project: Project) -> int:
 def cmd_leaderboard(args, project: Project) -> int:
     arena = _arena(args, project)
     if args.json:
-        from tinytorch.arena.html import payload
+        from .arena.html import payload
 
         data = payload(arena, final=args.final)
         data.pop("html")
@@ -156,7 +157,7 @@ def cmd_html(args, project: Project) -> int:
 
 
 def cmd_serve(args, project: Project) -> int:
-    from tinytorch.arena.server import serve
+    from .arena.server import serve
 
     arena = _arena(args, project)
     serve(arena.root, host=args.host, port=args.port, final=args.final)
@@ -164,7 +165,7 @@ def cmd_serve(args, project: Project) -> int:
 
 
 def cmd_report(args, project: Project) -> int:
-    from tinytorch.arena.report import report_markdown
+    from .arena.report import report_markdown
 
     arena = _arena(args, project)
     if arena.store.row(args.submission) is None:
@@ -185,7 +186,7 @@ def cmd_check(args, project: Project) -> int:
 
 def competition_demo(project: Project, say=print):
     """Build and evaluate every bundled sample in course/competition-demo (for `tito course`)."""
-    from tinytorch.arena import run_competition_demo
+    from .arena import run_competition_demo
 
     return run_competition_demo(demo_root(project), say=say)
 
