@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_common import _Parser, add_global_options, project_from_args
 from .errors import CHECK_FAILED, TitoError
 from .project import Project
 
@@ -252,21 +253,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``,
-    whether or not tito/cli.py has hooked ``add_parser`` in yet."""
-    from .cli import _project, build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "competition" not in sub.choices:
-        add_parser(sub)
+    """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``
+    (same global options and errors; tito/cli.py hooks ``add_parser`` into ``tito``)."""
+    parser = _Parser(prog="tito")
+    add_global_options(parser)
+    add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(["competition", *argv])
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return args.fn(args, _project(args))
+        return args.fn(args, project_from_args(args))
     except TitoError as exc:
         print(f"tito: error: {exc}", file=sys.stderr)
         return exc.exit_code
