@@ -138,12 +138,9 @@ class Evaluator:
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, source: str | Path) -> Entry:
         """Evaluate one package (folder or zip) -> its scored `Entry` (submission_id 0)."""
-        start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="tt-arena-") as tmp:
             pkg = read_package(source, tmp)
-            ev = self._run_all(pkg, Path(tmp))
-        ev["harness_seconds"] = time.perf_counter() - start
-        return entry_from_evaluation(pkg, ev)
+            return entry_from_evaluation(pkg, self._run_all(pkg, Path(tmp)))
 
     def _sandbox(self, pkg: Package, phase: str, tmp: Path) -> Path:
         box = tmp / f"run-{phase}"
