@@ -499,6 +499,15 @@ def test_local_evaluation_scores_like_the_arena_and_stores_nothing(samples, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_moved_arena_names_say_where_they_went():
+    import tinytorch.arena
+
+    with pytest.raises(AttributeError, match=r"from tito\.arena import Arena"):
+        tinytorch.arena.Arena  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        tinytorch.arena.nothing  # noqa: B018
+
+
 def test_second_evaluation_changes_nothing(samples):
     arena = samples["arena"]
     before = (arena.store.rows(), arena.store.generation(), arena.store.awards())

@@ -27,9 +27,19 @@ _EXPORTS = {
 }
 
 
+# instructor-side names that lived here before the arena moved to the course tool
+_MOVED = {"Arena", "Outcome", "LeaderboardStore", "SubmissionLimitError", "DemoResult",
+          "build_samples", "expected_outcomes", "run_competition_demo", "sample_dirs"}
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    if name in _MOVED:
+        raise AttributeError(
+            f"tinytorch.arena.{name} is course-staff code and moved to the course tool: "
+            f"`from tito.arena import {name}` (tinytorch.arena keeps local evaluation: Evaluator)"
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
