@@ -25,7 +25,7 @@ from pathlib import Path
 
 import _harness as H  # first: pins BLAS to one thread before numpy is imported
 
-from tinytorch.arena import Arena, ArenaLimits, build_package, read_package, sample_dirs
+from tito.arena import Arena, ArenaLimits, build_package, read_package, sample_dirs
 
 TRIVIAL = '''
 from tinytorch.competition import CompetitionSubmission

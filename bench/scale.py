@@ -117,7 +117,7 @@ def main() -> int:
     args = H.parse_args(__doc__.splitlines()[0])
     from distributed import Client, LocalCluster
 
-    from tinytorch.executors import DaskExecutor, LocalExecutor
+    from tinytorch.infra.executors import DaskExecutor, LocalExecutor
     from tito.grade import autograde
     from tito.scale import autograde_cluster
 

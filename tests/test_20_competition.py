@@ -1,4 +1,5 @@
-"""Module 20: the competition rules (tinytorch.competition) and the arena (tinytorch.arena).
+"""Module 20: the competition rules (tinytorch.competition) and the arena (tinytorch.arena: local
+evaluation; tito.arena: the course staff's leaderboard).
 
 The arena tests run the real harness on the bundled samples (competitions/samples): every good
 one ranked by the written formulas, every broken one failing with its own reason, the database
@@ -30,19 +31,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinytorch.arena import (
-    Arena,
-    ArenaLimits,
-    LeaderboardStore,
-    SubmissionLimitError,
-    build_package,
-    build_samples,
-    expected_outcomes,
-    read_package,
-    sample_dirs,
-)
-from tinytorch.arena.demo import check_outcome
-from tinytorch.arena.html import payload
 from tinytorch.competition import (
     CATEGORIES,
     ERROR_KINDS,
@@ -65,6 +53,19 @@ from tinytorch.competition import (
     stored_bytes,
 )
 from tinytorch.datasets import load_digits
+from tito.arena import (
+    Arena,
+    ArenaLimits,
+    LeaderboardStore,
+    SubmissionLimitError,
+    build_package,
+    build_samples,
+    expected_outcomes,
+    read_package,
+    sample_dirs,
+)
+from tito.arena.demo import check_outcome
+from tito.arena.html import payload
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -464,6 +465,49 @@ def test_labels_never_reach_the_sandbox(samples, tmp_path):
     assert all(re.match(r"SEEN \./(inputs\.npy|spec\.json|submission/)", ln) for ln in lines)
 
 
+def test_local_evaluation_scores_like_the_arena_and_stores_nothing(samples, tmp_path):
+    """tinytorch.arena.Evaluator (what a student runs) gives the arena's entry, with no
+    database, no files and without importing tito or sqlite3."""
+    code = (
+        "import sys, json\n"
+        "from tinytorch.arena import ArenaLimits, Evaluator\n"
+        f"ev = Evaluator(limits=ArenaLimits(wall_seconds={HANG_SECONDS}))\n"
+        "out = {}\n"
+        "for name, path in json.loads(sys.argv[1]).items():\n"
+        "    e = ev.evaluate(path)\n"
+        "    out[name] = [e.team, e.status, e.acc_public, e.acc_private, e.model_bytes,\n"
+        "                 list(e.tags)]\n"
+        "out['modules'] = sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "                        ('tito', 'sqlite3', '_sqlite3'))\n"
+        "print(json.dumps(out))\n"
+    )
+    names = ["baseline", "broken_crash", "broken_malformed"]
+    paths = {n: str(samples["packages"][n]) for n in names}
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(paths)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got.pop("modules") == []  # the student side loads neither tito nor SQLite
+    for name in names:
+        e = samples["outcomes"][name].entry
+        # speed accuracy left out: train() stops at a wall-time budget, so it varies with load
+        want = [e.team, e.status, e.acc_public, e.acc_private, e.model_bytes, list(e.tags)]
+        assert got[name] == want, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_moved_arena_names_say_where_they_went():
+    import tinytorch.arena
+
+    with pytest.raises(AttributeError, match=r"from tito\.arena import Arena"):
+        tinytorch.arena.Arena  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        tinytorch.arena.nothing  # noqa: B018
+
+
 def test_second_evaluation_changes_nothing(samples):
     arena = samples["arena"]
     before = (arena.store.rows(), arena.store.generation(), arena.store.awards())
@@ -719,7 +763,7 @@ def test_static_leaderboard_renders_in_chromium(samples, tmp_path):
 
 @NEEDS_CHROMIUM
 def test_live_view_updates_after_a_new_evaluation(samples, tmp_path):
-    from tinytorch.arena.server import make_server
+    from tito.arena.server import make_server
 
     arena = Arena(tmp_path / "live", limits=ArenaLimits(wall_seconds=HANG_SECONDS))
     arena.evaluate(samples["packages"]["baseline"])

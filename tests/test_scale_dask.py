@@ -1,5 +1,5 @@
-"""Scaling out on a real Dask cluster (tinytorch/executors.py, tito/scale.py,
-tinytorch/arena/cluster.py, tinytorch/parallel_search.py).
+"""Scaling out on a real Dask cluster (tinytorch/infra/executors.py, tito/scale.py,
+tito/arena/cluster.py, tinytorch/infra/parallel_search.py).
 
 One ``distributed.LocalCluster`` (2 worker processes, 1 thread each) plus one ``dask worker``
 process started from the command line with ``--resources benchmark=1``, as a real deployment
@@ -21,7 +21,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from tinytorch.executors import (  # noqa: E402
+from tinytorch.infra.executors import (  # noqa: E402
     ENV_VAR,
     DaskExecutor,
     ExecutorError,
@@ -391,9 +391,9 @@ def test_a_failing_partition_is_regraded_one_by_one_and_the_culprit_reported(tmp
 
 # ------------------------------------------------------------------------------ competition
 def test_competition_latency_only_on_the_benchmark_worker(cluster, dask_ex, tmp_path):
-    from tinytorch.arena import Arena, ArenaLimits
-    from tinytorch.arena.cluster import evaluate_many
-    from tinytorch.arena.demo import build_samples
+    from tito.arena import Arena, ArenaLimits
+    from tito.arena.cluster import evaluate_many
+    from tito.arena.demo import build_samples
 
     packages = build_samples(tmp_path / "packages", names=["baseline", "speedrun",
                                                             "broken_crash", "broken_malformed"])
@@ -429,7 +429,7 @@ def _build(config):
 def test_tuning_trials_in_parallel_match_the_serial_search(cluster, dask_ex):
     from tinytorch.autotuning import successive_halving
     from tinytorch.core.zoo import digits_data
-    from tinytorch.parallel_search import parallel_successive_halving
+    from tinytorch.infra.parallel_search import parallel_successive_halving
 
     data = digits_data()
     space = {"lr": [0.3, 0.1, 0.03, 0.01, 0.001], "hidden": [16, 32]}

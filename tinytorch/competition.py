@@ -5,7 +5,8 @@
 """The AutoML Olympics: submissions, honest measurements, scoring rules and rankings.
 
 Generated from modules/20_competition/competition_dev.py (module 20 of the course). The
-instructor-side arena that runs untrusted packages lives in `tinytorch.arena`.
+instructor-side arena that runs untrusted packages lives in `tito.arena`; a package is read,
+checked and evaluated locally (sandboxed, nothing stored) with `tinytorch.arena`.
 """
 
 import io

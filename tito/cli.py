@@ -10,23 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_common import _Parser, add_global_options
+from .cli_common import project_from_args as _project
 from .errors import CHECK_FAILED, TitoError, one_line
 from .project import Project
 
 # commands that write under the course directory take its lock
 WRITES_COURSE = {"build", "validate", "release", "samples", "autograde", "feedback", "course"}
-
-
-def _project(args: argparse.Namespace) -> Project:
-    overrides = {
-        "modules_dir": args.modules_dir,
-        "course_dir": args.course_dir,
-        "package_dir": args.package_dir,
-        "nbgrader_config": args.nbgrader_config,
-    }
-    if args.root:
-        return Project.at(args.root, **overrides)
-    return Project.find(**overrides)
 
 
 def _modules(project: Project, names):
@@ -207,28 +197,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line like every other tito error."""
-
-    def error(self, message: str):
-        self.exit(2, f"tito: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="tito",
         description="TinyTorch course tool: modules/*_dev.py -> package, notebooks, grades.",
     )
-    p.add_argument("--root", help="project root (default: found from the current directory)")
-    p.add_argument("--modules-dir", help="module sources (default: ROOT/modules)")
-    p.add_argument("--course-dir", help="nbgrader course root (default: ROOT/course)")
-    p.add_argument("--package-dir", help="where export writes <name>.py (default: ROOT/tinytorch)")
-    p.add_argument(
-        "--nbgrader-config", help="nbgrader config file (default: ROOT/nbgrader_config.py)"
-    )
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="print grading warnings and notes too"
-    )
+    add_global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, fn, help_):

@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_common import _Parser, add_global_options, project_from_args
 from .errors import CHECK_FAILED, TitoError
 from .project import Project
 
@@ -36,8 +37,9 @@ def demo_root(project: Project) -> Path:
 
 def _evaluate_on_cluster(args, project: Project, arena) -> int:
     """``evaluate --scheduler``: latency on benchmark workers only (docs/scaling.md)."""
-    from tinytorch.arena.cluster import evaluate_many
-    from tinytorch.executors import ExecutorError, get_executor
+    from tinytorch.infra.executors import ExecutorError, get_executor
+
+    from .arena.cluster import evaluate_many
 
     try:
         executor = get_executor(args.scheduler, require=("tinytorch",))
@@ -58,8 +60,8 @@ def _evaluate_on_cluster(args, project: Project, arena) -> int:
 
 
 def _arena(args, project: Project, **kw):
-    from tinytorch.arena import Arena, ArenaLimits
-    from tinytorch.arena.store import StoreError
+    from .arena import Arena, ArenaLimits
+    from .arena.store import StoreError
 
     path = Path(args.arena) if args.arena else default_arena(project)
     wall = getattr(args, "wall_seconds", None)
@@ -100,12 +102,12 @@ def cmd_package(args, project: Project) -> int:
 
 
 def cmd_evaluate(args, project: Project) -> int:
-    from tinytorch.arena import SubmissionLimitError
+    from .arena import SubmissionLimitError
 
     arena = _arena(args, project)
     code = 0
     if getattr(args, "scheduler", None) or os.environ.get("TINYTORCH_SCHEDULER"):
-        return _evaluate_on_cluster(args, project, arena)  # tinytorch/arena/cluster.py
+        return _evaluate_on_cluster(args, project, arena)  # tito/arena/cluster.py
     for source in args.packages:
         try:
             outcome = arena.evaluate(source)
@@ -124,7 +126,7 @@ def cmd_evaluate(args, project: Project) -> int:
 def cmd_leaderboard(args, project: Project) -> int:
     arena = _arena(args, project)
     if args.json:
-        from tinytorch.arena.html import payload
+        from .arena.html import payload
 
         data = payload(arena, final=args.final)
         data.pop("html")
@@ -156,7 +158,7 @@ def cmd_html(args, project: Project) -> int:
 
 
 def cmd_serve(args, project: Project) -> int:
-    from tinytorch.arena.server import serve
+    from .arena.server import serve
 
     arena = _arena(args, project)
     serve(arena.root, host=args.host, port=args.port, final=args.final)
@@ -164,7 +166,7 @@ def cmd_serve(args, project: Project) -> int:
 
 
 def cmd_report(args, project: Project) -> int:
-    from tinytorch.arena.report import report_markdown
+    from .arena.report import report_markdown
 
     arena = _arena(args, project)
     if arena.store.row(args.submission) is None:
@@ -185,7 +187,7 @@ def cmd_check(args, project: Project) -> int:
 
 def competition_demo(project: Project, say=print):
     """Build and evaluate every bundled sample in course/competition-demo (for `tito course`)."""
-    from tinytorch.arena import run_competition_demo
+    from .arena import run_competition_demo
 
     return run_competition_demo(demo_root(project), say=say)
 
@@ -251,21 +253,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``,
-    whether or not tito/cli.py has hooked ``add_parser`` in yet."""
-    from .cli import _project, build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "competition" not in sub.choices:
-        add_parser(sub)
+    """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``
+    (same global options and errors; tito/cli.py hooks ``add_parser`` into ``tito``)."""
+    parser = _Parser(prog="tito")
+    add_global_options(parser)
+    add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(["competition", *argv])
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return args.fn(args, _project(args))
+        return args.fn(args, project_from_args(args))
     except TitoError as exc:
         print(f"tito: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -183,7 +183,7 @@ def cluster_executor(
     log: list[str] | None = None,
 ) -> Executor:
     """A ``workers.Executor`` (what ``grade.autograde(executor=...)`` takes) that grades each
-    batch as one task of ``executor`` (a tinytorch.executors.Executor, usually Dask)."""
+    batch as one task of ``executor`` (a tinytorch.infra.executors.Executor, usually Dask)."""
 
     def run(fn: BatchGrader, batches: list[list[str]]) -> Iterator[list[StudentResult]]:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +266,7 @@ def scheduler_from_config(project: Project) -> str | None:
 def open_executor(scheduler: str | None, project: Project, jobs: int = 1):
     """The Dask executor for ``--scheduler`` / $TINYTORCH_SCHEDULER / the config setting, or
     None for the local path. Clear TitoError if it cannot be used."""
-    from tinytorch.executors import ExecutorError, get_executor, resolve_scheduler
+    from tinytorch.infra.executors import ExecutorError, get_executor, resolve_scheduler
 
     address = resolve_scheduler(scheduler, scheduler_from_config(project))
     if address is None:

@@ -43,7 +43,7 @@
 # 6. **Packages**: a folder with the code, the weights and `submission.yaml` (team, category,
 #    technique tags, description), checked before anything runs.
 #
-# The last section hands your package to the **arena** (`tinytorch.arena`, written by the
+# The last section hands your package to the **arena** (`tito.arena`, written by the
 # course staff, not by you): it runs every submission in its own sandboxed subprocess with time,
 # memory, file-size and output limits, gives it the test *inputs* only, and keeps the
 # leaderboard in SQLite. You will see it rank good submissions and give broken ones a row that
@@ -66,7 +66,8 @@
 """The AutoML Olympics: submissions, honest measurements, scoring rules and rankings.
 
 Generated from modules/20_competition/competition_dev.py (module 20 of the course). The
-instructor-side arena that runs untrusted packages lives in `tinytorch.arena`.
+instructor-side arena that runs untrusted packages lives in `tito.arena`; a package is read,
+checked and evaluated locally (sandboxed, nothing stored) with `tinytorch.arena`.
 """
 
 import io
@@ -1637,7 +1638,7 @@ _check_metadata_hidden()
 #
 # Everything so far runs in your own process. A competition server cannot do that: a
 # submission is *untrusted code*. It may crash, hang, eat all memory, print gigabytes, or
-# simply read the test labels and "predict" them. The arena (`tinytorch.arena`, course staff
+# simply read the test labels and "predict" them. The arena (`tito.arena`, course staff
 # code) therefore runs each package in its **own subprocess**:
 #
 # - a fresh temporary directory holding a copy of the package and the test **inputs** (a
@@ -1660,7 +1661,7 @@ _check_metadata_hidden()
 # instructor would, `tito competition evaluate my_team.zip`.
 
 # %%
-from tinytorch.arena import Arena, ArenaLimits, build_package, sample_dirs
+from tito.arena import Arena, ArenaLimits, build_package, sample_dirs
 
 _work = Path(tempfile.mkdtemp(prefix="competition-"))
 _samples = sample_dirs()

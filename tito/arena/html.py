@@ -16,7 +16,7 @@ import math
 from tinytorch.competition import CATEGORIES, FORMULAS, pareto_front
 
 from ._plotting import MPL_LOCK, new_figure, png_bytes
-from .harness import fmt_score, machine_line
+from .leaderboard import fmt_score, machine_line
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }

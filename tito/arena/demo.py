@@ -17,8 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from .harness import Arena, ArenaLimits
-from .package import build_package
+from tinytorch.arena.harness import ArenaLimits
+from tinytorch.arena.package import build_package
+
+from .service import Arena
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "competitions" / "samples"
 # samples that need a module that may not exist yet: name -> module

@@ -1,6 +1,6 @@
 """Successive halving with trials in parallel on an executor (local processes or a Dask cluster).
 
-    from tinytorch.executors import get_executor
+    from tinytorch.infra.executors import get_executor
     with get_executor("tcp://host:8786") as ex:               # or get_executor(jobs=2)
         result = parallel_successive_halving(build_fn, data, space, budget=60, executor=ex)
 
@@ -72,7 +72,7 @@ def parallel_successive_halving(
     ``on_result(trial, rung)`` is called as each trial reports a rung, ``on_promote(trial,
     rung)`` as a trial is sent on to ``rung``. ``asynchronous=False``
     promotes only when a rung is complete: exactly the serial search's decisions."""
-    from tinytorch.executors import LocalExecutor
+    from tinytorch.infra.executors import LocalExecutor
 
     configs = grid(space)
     n0, rungs = halving_plan(len(configs), budget, min_epochs, max_epochs, eta)

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from .harness import Arena
 from .html import pareto_png, payload, render_page
+from .service import Arena
 
 
 class LeaderboardServer(ThreadingHTTPServer):

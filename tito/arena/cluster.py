@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tinytorch.arena.harness import ArenaLimits, describe_machine
+from tinytorch.arena.package import read_package
+from tinytorch.arena.sandbox import RunOutcome, pick_cpu
 from tinytorch.competition import CompetitionRules
 
-from .harness import Arena, ArenaLimits, Outcome, describe_machine
-from .package import read_package
-from .sandbox import RunOutcome, pick_cpu
+from .service import Arena, Outcome
 from .store import SubmissionLimitError
 
 BENCHMARK = {"benchmark": 1}

@@ -8,11 +8,15 @@ the first lines they printed. Public numbers only, unless `final=True`.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from tinytorch.competition import (
     CATEGORIES,
     FORMULAS,
+    CompetitionRules,
+    Entry,
     category_score,
     compare_to_baseline,
     plot_comparison,
@@ -23,8 +27,6 @@ from .store import entry_from_row
 
 
 def write_results_json(arena, sid: int) -> Path:
-    from .harness import results_json_payload, to_json
-
     path = arena.root / "results" / f"{sid}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(results_json_payload(arena, sid)) + "\n", encoding="utf-8")
@@ -136,3 +138,75 @@ def write_report(arena, sid: int, final: bool = False) -> Path:
             fig.savefig(path.with_suffix(".png"), dpi=90)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def scores_for(entry: Entry, rules: CompetitionRules, final: bool = False) -> dict:
+    """Every category's score for one entry (None where it does not count)."""
+    out = {}
+    for cat in CATEGORIES:
+        score, _ = category_score(entry, cat, rules, final)
+        out[cat] = None if score is None or not math.isfinite(score) else score
+    return out
+
+
+def results_json_payload(arena, sid: int) -> dict:
+    """Gradescope's results.json for one evaluation (public numbers only)."""
+    row = arena.store.row(sid)
+    entry = entry_from_row(row, arena.store.innovation_points().get(row["team"], 0.0))
+    rules = arena.rules
+    ok = entry.status == "ok"
+    malformed = entry.status == "malformed"
+    reached = ok and entry.acc_public is not None and entry.acc_public >= rules.target_accuracy
+    tests = [
+        {
+            "name": "package is well-formed",
+            "score": 0.0 if malformed else 1.0,
+            "max_score": 1.0,
+            "status": "failed" if malformed else "passed",
+            "output": entry.error if malformed else "submission.yaml, submission.py, weights/",
+        },
+        {
+            "name": "runs within the arena's limits and returns valid scores",
+            "score": 1.0 if ok else 0.0,
+            "max_score": 1.0,
+            "status": "passed" if ok else "failed",
+            "output": "" if ok else ("not run" if malformed else f"{entry.status}: {entry.error}"),
+        },
+        {
+            "name": f"public accuracy >= target {rules.target_accuracy:.3f}",
+            "score": 1.0 if reached else 0.0,
+            "max_score": 1.0,
+            "status": "passed" if reached else "failed",
+            "output": f"public accuracy {entry.acc_public:.4f}" if ok else "not scored",
+        },
+    ]
+    board = [{"name": "Status", "value": entry.status}]
+    if ok:
+        scores = scores_for(entry, rules)
+        board += [
+            {"name": "Public accuracy", "value": round(entry.acc_public, 4)},
+            {"name": "Latency p50 (ms)", "value": round(entry.latency_p50_ms, 5), "order": "asc"},
+            {"name": "Latency p90 (ms)", "value": round(entry.latency_p90_ms, 5), "order": "asc"},
+            {"name": "Model size (bytes)", "value": int(entry.model_bytes), "order": "asc"},
+            {"name": "Train time (s)", "value": round(entry.train_seconds, 3), "order": "asc"},
+            {
+                "name": "Efficiency",
+                "value": round(scores["efficiency"], 4) if scores["efficiency"] else 0,
+            },
+        ]
+    board.append({"name": "Tags", "value": ",".join(entry.tags)})
+    return {
+        "score": sum(t["score"] for t in tests),
+        "execution_time": round(float(row["harness_seconds"]), 3),
+        "output": f"{entry.team} #{sid}: {entry.status}"
+        + (f" ({entry.error})" if entry.error else ""),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "leaderboard": board,
+        "extra_data": {"machine": row["machine"], "package_hash": row["package_hash"]},
+    }
+
+
+def to_json(payload: dict) -> str:
+    return json.dumps(payload, indent=2, sort_keys=False, allow_nan=False)
