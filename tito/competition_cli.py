@@ -253,8 +253,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``,
     whether or not tito/cli.py has hooked ``add_parser`` in yet."""
-    from .cli import _project, build_parser
+    from .cli import _project, build_parser, pin_blas_env
 
+    pin_blas_env()  # as tito's main: one BLAS thread here and in every child, before numpy
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "competition" not in sub.choices:

@@ -190,13 +190,11 @@ import os
 import matplotlib.pyplot as plt
 
 from tinytorch.core import zoo
+from tinytorch.core.threads import pin_blas_threads
 
-if importlib.util.find_spec("threadpoolctl") is not None:
-    # one BLAS thread, as the Makefile and bench/ use: the models are tiny, and on a busy
-    # machine several BLAS threads per matmul make training several times slower
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
+# one BLAS thread, as tito and bench/ use: the models are tiny, and on a busy machine several
+# BLAS threads per matmul make training several times slower
+print(pin_blas_threads(1))
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
 _t0 = time.perf_counter()
 mlp, _history, digits = zoo.train_digits("mlp", seed=0)

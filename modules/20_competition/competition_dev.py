@@ -182,6 +182,9 @@ import matplotlib.pyplot as plt
 from tinytorch.datasets import load_digits
 
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
+from tinytorch.core.threads import pin_blas_threads
+
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 X_TRAIN, Y_TRAIN = load_digits("train")
 X_TEST, Y_TEST = load_digits("test")
 print(f"digits: train {X_TRAIN.shape}, test {X_TEST.shape} (the arena keeps the test labels)")
