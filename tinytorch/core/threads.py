@@ -99,8 +99,9 @@ def blas_thread_counts() -> dict[str, int]:
             if p.get("user_api") == "blas"}
 
 
-def _limit(n: int) -> tuple[tuple[str, int, int], ...]:
-    """Set every loaded BLAS library to ``n`` threads; (library, before, after) for each."""
+def _limit(n: int) -> tuple[tuple[tuple[str, int, int], ...], dict[str, int]]:
+    """Set every loaded BLAS library to ``n`` threads: (library, before, after) for each, and
+    the previous count per library file (to restore)."""
     from threadpoolctl import ThreadpoolController
 
     libs = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -108,8 +109,9 @@ def _limit(n: int) -> tuple[tuple[str, int, int], ...]:
     for lib in libs:
         lib.set_num_threads(n)
     after = ThreadpoolController().select(user_api="blas").lib_controllers
-    return tuple((lib.internal_api, before.get(lib.filepath, 0), int(lib.num_threads))
+    done = tuple((lib.internal_api, before.get(lib.filepath, 0), int(lib.num_threads))
                  for lib in after)
+    return done, before
 
 
 def _restore(counts: dict[str, int]) -> None:
@@ -123,11 +125,7 @@ def _restore(counts: dict[str, int]) -> None:
 def _try_limit(n: int) -> tuple[BlasPin, dict[str, int]]:
     """Limit to ``n`` threads; the result and the per-library counts to restore."""
     try:
-        from threadpoolctl import ThreadpoolController
-
-        old = {lib.filepath: int(lib.num_threads)
-               for lib in ThreadpoolController().select(user_api="blas").lib_controllers}
-        libraries = _limit(n)
+        libraries, old = _limit(n)
     except ImportError as exc:
         return BlasPin(None, (), f"threadpoolctl is not installed: {exc}"), {}
     except OSError as exc:  # PermissionError: native calls refused (the autograder's guard)
