@@ -89,18 +89,29 @@ def test_measure_reports_the_four_metrics(digits_mlp):
     assert m.latency_spread_ms >= 0 and m.vs_baseline is None  # no baseline given
 
 
+def fake_rounds(rounds: int) -> list[float]:
+    """The model's round times under FakeClock: 0.1 ms, 0.2 ms, ... (the baseline's: twice)."""
+    return [1e-4 * (1 + r) for r in range(rounds)]
+
+
+def fake_stats(rounds: int) -> tuple[float, float]:
+    """(median ms, interquartile range ms) of fake_rounds."""
+    ms = [t * 1e3 for t in fake_rounds(rounds)]
+    q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
+    return statistics.median(ms), q3 - q1
+
+
 class FakeClock:
-    """Stands in for interleaved_seconds: records the calls, returns fixed round times
-    (0.1 ms per round step for the model, twice that for the second function)."""
+    """Stands in for interleaved_seconds: records the calls, returns fixed round times."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, fns, rounds=5, warmup=2, min_time=0.002):
-        self.calls.append(len(fns))
+    def __call__(self, fns, rounds=25, warmup=2, min_time=0.0002):
+        self.calls.append((len(fns), rounds))
         for fn in fns:  # the functions really run (one call each)
             fn()
-        first = [1e-4 * (1 + r) for r in range(rounds)]
+        first = fake_rounds(rounds)
         return [first] + [[2 * t for t in first] for _ in fns[1:]]
 
 
@@ -114,13 +125,14 @@ def test_baseline_and_candidates_are_timed_in_the_same_interleaved_rounds(digits
     monkeypatch.setattr(at, "interleaved_seconds", clock)
     ev = at.Evaluator(model, data, finetune_epochs=1, repeats=3)
     base, int8 = ev(at.Config()), ev(at.Config(quantize=8))
-    assert clock.calls == [2, 2], "candidate and baseline must share the rounds"
+    assert clock.calls == [(2, 15), (2, 15)], "candidate and baseline must share the rounds"
+    median, iqr = fake_stats(15)
     for m in (base, int8):
-        assert m.latency_ms == pytest.approx(0.2)  # the median of 0.1, 0.2, 0.3 ms
-        assert m.latency_spread_ms == pytest.approx(0.2)
+        assert m.latency_ms == pytest.approx(median)
+        assert m.latency_spread_ms == pytest.approx(iqr)
         assert m.vs_baseline == pytest.approx(2.0) and m.vs_baseline_spread == pytest.approx(0)
     plain = at.measure(model, data, repeats=3)  # what a re-measurement reports: same routine
-    assert clock.calls[-1] == 1 and plain.latency_ms == pytest.approx(base.latency_ms)
+    assert clock.calls[-1] == (1, 15) and plain.latency_ms == pytest.approx(base.latency_ms)
 
 
 def test_interleaved_seconds_alternates_and_pins_one_blas_thread(monkeypatch):
@@ -151,7 +163,8 @@ def test_the_report_carries_the_ratio_and_its_spread(digits_mlp, monkeypatch):
     table = result.table()
     assert "vs base" in table.splitlines()[0]
     assert all("2.00x ±0.00" in line for line in table.splitlines()[1:]), table
-    assert "baseline latency 0.300 ms (spread 0.400 ms" in result.report()  # 5 rounds
+    median, iqr = fake_stats(25)  # the tuner's default: repeats=5, 5 rounds each
+    assert f"baseline latency {median:.3f} ms (interquartile range {iqr:.3f} ms" in result.report()
 
 
 @pytest.mark.parametrize("bad", ["model", None, 3, [Linear(2, 2)]])

@@ -220,7 +220,7 @@ print(f"splits: train {len(digits.y_train)}, val {len(digits.y_val)}, test {len(
 # A latency is only comparable with one measured under the same conditions, so the harness
 # times a candidate and the baseline model **in the same interleaved rounds** (one BLAS
 # thread), and reports the ratio "baseline ms / candidate ms" round by round: its median, and
-# its spread over the rounds, which says how far to trust it.
+# its interquartile range over the rounds, which says how far to trust it.
 #
 # Model bytes is the one you write. Sum `arr.nbytes` over `model.state_dict()` — with one
 # exception: module 17's INT4 layers keep their 4-bit codes in an `int8` array for computing,
@@ -282,13 +282,16 @@ def median_seconds(
 
 
 def interleaved_seconds(
-    fns: Sequence[Callable[[], object]], rounds: int = 5, warmup: int = 2, min_time: float = 0.002
+    fns: Sequence[Callable[[], object]], rounds: int = 25, warmup: int = 2,
+    min_time: float = 0.0002
 ) -> list[list[float]]:
     """Seconds per call of each of `fns`, one list per function with one entry per round.
 
     Every round times every function once (>= `min_time` of calls each, the order reversed
     every other round), so all of them see the same machine state: the only fair way to compare
-    them. One BLAS thread throughout (`tinytorch.core.threads`), whatever the caller set.
+    them. Short samples, many rounds: on a busy machine another process's time slice lands in
+    a few samples, not in all of them, and the median skips those. One BLAS thread throughout
+    (`tinytorch.core.threads`), whatever the caller set.
     """
     if rounds < 1 or warmup < 0 or not fns:
         raise ValueError(f"need rounds >= 1, warmup >= 0 and a function, got {rounds}, {warmup}, "
@@ -320,9 +323,9 @@ class Metrics:
     latency_ms: float  # median ms of one forward pass over the latency batch
     peak_memory: int  # bytes: the model's arrays + the peak allocation of that forward pass
     model_bytes: int  # bytes to store the model (what a device must hold)
-    latency_spread_ms: float = 0.0  # max - min of the per-round latencies (this run's noise)
-    # baseline ms / this ms, per round of the same interleaved rounds: median and max - min
-    # (> 1: faster than the baseline; None: measured without a baseline)
+    latency_spread_ms: float = 0.0  # interquartile range of the per-round latencies (noise)
+    # baseline ms / this ms, per round of the same interleaved rounds: median and interquartile
+    # range (> 1: faster than the baseline; None: measured without a baseline)
     vs_baseline: float | None = None
     vs_baseline_spread: float | None = None
 
@@ -330,7 +333,7 @@ class Metrics:
         return asdict(self)
 
     def vs_baseline_text(self) -> str:
-        """'1.85x ±0.07': the speed-up over the baseline, ± half its spread over the rounds."""
+        """'1.85x ±0.07': the speed-up over the baseline, ± half its interquartile range."""
         if self.vs_baseline is None:
             return "-"
         return f"{self.vs_baseline:.2f}x ±{(self.vs_baseline_spread or 0.0) / 2:.2f}"
@@ -362,9 +365,10 @@ def per_example_loss(model: Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int = 2,
             baseline: Module | None = None) -> Metrics:
-    """Accuracy on data.x_val; latency (median over `repeats` rounds, with its spread) and peak
-    memory on its first `batch` rows. With `baseline`, that model is timed in the same
-    interleaved rounds and the speed-up over it is reported per round (`vs_baseline`)."""
+    """Accuracy on data.x_val; latency (median over 5 * `repeats` short rounds, with its
+    interquartile range) and peak memory on its first `batch` rows. With `baseline`, that model
+    is timed in the same interleaved rounds and the speed-up over it is reported per round
+    (`vs_baseline`)."""
     for name, m in (("model", model), ("baseline", baseline)):
         if not isinstance(m, Module) and (m is not None or name == "model"):
             raise TypeError(f"measure expects a tinytorch Module as {name}, got "
@@ -383,15 +387,23 @@ def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int 
     forward = forward_of(model)
     acc = accuracy_on(model, data.x_val, data.y_val)
     fns = [forward] if baseline is None else [forward, forward_of(baseline)]
-    rounds = interleaved_seconds(fns, rounds=repeats, warmup=warmup)
+    rounds = interleaved_seconds(fns, rounds=5 * repeats, warmup=warmup)
     mine = rounds[0]
     ratio = spread = None
     if baseline is not None:
-        ratios = [b / c for b, c in zip(rounds[1], mine)]  # (repeats,)
-        ratio, spread = statistics.median(ratios), max(ratios) - min(ratios)
+        ratios = [b / c for b, c in zip(rounds[1], mine)]  # (rounds,)
+        ratio, spread = statistics.median(ratios), _iqr(ratios)
     resident = int(sum(a.nbytes for a in model.state_dict().values()))
     return Metrics(acc, statistics.median(mine) * 1e3, resident + peak_memory(forward),
-                   model_bytes(model), (max(mine) - min(mine)) * 1e3, ratio, spread)
+                   model_bytes(model), _iqr(mine) * 1e3, ratio, spread)
+
+
+def _iqr(values: Sequence[float]) -> float:
+    """Interquartile range (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q3 - q1
 
 
 # %% nbgrader={"grade": true, "grade_id": "model_bytes_counts_storage", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -1648,7 +1660,7 @@ class TuningResult:
 
     def table(self) -> str:
         """One row per candidate; "vs base" is baseline ms / candidate ms measured in the same
-        interleaved rounds (median ± half its spread over the rounds)."""
+        interleaved rounds (median ± half its interquartile range over the rounds)."""
         front = {id(c) for c in self.pareto()}
         lines = [f" {'candidate':<32}{'phase':>11}{'acc':>8}{'KiB':>8}{'ms':>8}{'vs base':>13}"
                  f"{'peak KiB':>10}  verdict  (* = Pareto front)"]
@@ -1673,8 +1685,9 @@ class TuningResult:
             f"({self.cache_hits} from the cache) in {self.seconds:.1f}s; skipped by rule: "
             f"{skipped}",
             *self.notes,
-            f"baseline latency {b.latency_ms:.3f} ms (spread {b.latency_spread_ms:.3f} ms over "
-            f"the rounds; against itself in the same rounds {b.vs_baseline_text()}); every "
+            f"baseline latency {b.latency_ms:.3f} ms (interquartile range "
+            f"{b.latency_spread_ms:.3f} ms; against itself in the same rounds "
+            f"{b.vs_baseline_text()}); every "
             "'vs base' is measured in the same interleaved rounds as the baseline, one BLAS "
             "thread",
         ]
