@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -168,3 +169,32 @@ def test_a_bad_thread_count_is_named(bad):
     with pytest.raises(ValueError, match="whole number of threads"):
         with threads.blas_threads(bad):
             pass
+
+
+@pytest.mark.slow
+def test_a_notebook_kernel_started_by_tito_validate_runs_one_blas_thread(tmp_path):
+    """The real path: `tito validate` from a plain shell starts a Jupyter kernel; a cell in it
+    checks the BLAS numpy loaded (before any pin of its own) and the inherited variable."""
+    pytest.importorskip("nbclient")
+    root = tmp_path / "proj"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "modules" / "99_toy", root / "modules" / "99_toy")
+    source = root / "modules" / "99_toy" / "toy_dev.py"
+    source.write_text(source.read_text() + textwrap.dedent("""
+
+        # %%
+        import os
+
+        import numpy
+        from threadpoolctl import threadpool_info
+
+        _blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        assert os.environ.get("OPENBLAS_NUM_THREADS") == "1", os.environ.get("OPENBLAS_NUM_THREADS")
+        assert _blas and set(_blas) == {1}, _blas
+    """))
+    out = subprocess.run(
+        [sys.executable, "-m", "tito", "--root", str(root), "--nbgrader-config",
+         str(ROOT / "nbgrader_config.py"), "validate", "99_toy"],
+        env=clean_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "99_toy: 6 code cells passed" in out.stdout, out.stdout
