@@ -115,7 +115,7 @@ def test_pin_in_a_fresh_kernel_limits_the_loaded_blas():
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     ok, rest = out.stdout.split(" ", 1)
-    assert ok == "True" and "'openblas': 1}" in rest or "{'mkl': 1}" in rest, out.stdout
+    assert ok == "True" and re.search(r"\{'\w+': 1(, '\w+': 1)*\}", rest), out.stdout
     assert "BLAS limited to 1 thread" in out.stdout
 
 
