@@ -84,7 +84,99 @@ def test_measure_reports_the_four_metrics(digits_mlp):
     assert m.model_bytes == at.model_bytes(model)
     # weights are resident, and a forward pass allocates at least its (32, 256) hidden layer
     assert m.peak_memory >= m.model_bytes + 32 * 256 * 4
-    assert set(m.to_dict()) == {"accuracy", "latency_ms", "peak_memory", "model_bytes"}
+    assert set(m.to_dict()) == {"accuracy", "latency_ms", "peak_memory", "model_bytes",
+                                "latency_spread_ms", "vs_baseline", "vs_baseline_spread"}
+    assert m.latency_spread_ms >= 0 and m.vs_baseline is None  # no baseline given
+
+
+def fake_rounds(rounds: int) -> list[float]:
+    """The model's round times under FakeClock: 0.1 ms, 0.2 ms, ... (the baseline's: twice)."""
+    return [1e-4 * (1 + r) for r in range(rounds)]
+
+
+def fake_stats(rounds: int) -> tuple[float, float]:
+    """(median ms, interquartile range ms) of fake_rounds."""
+    ms = [t * 1e3 for t in fake_rounds(rounds)]
+    q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
+    return statistics.median(ms), q3 - q1
+
+
+class FakeClock:
+    """Stands in for interleaved_seconds: records the calls, returns fixed round times."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fns, rounds=25, warmup=2, min_time=0.0002):
+        self.calls.append((len(fns), rounds))
+        for fn in fns:  # the functions really run (one call each)
+            fn()
+        first = fake_rounds(rounds)
+        return [first] + [[2 * t for t in first] for _ in fns[1:]]
+
+
+def test_baseline_and_candidates_are_timed_in_the_same_interleaved_rounds(digits_mlp,
+                                                                           monkeypatch):
+    """Structure, not timing: every evaluation (the baseline's too) times its model together
+    with the base model in one call of the interleaved routine, and the ratio and its spread
+    come from those rounds."""
+    model, data = digits_mlp
+    clock = FakeClock()
+    monkeypatch.setattr(at, "interleaved_seconds", clock)
+    ev = at.Evaluator(model, data, finetune_epochs=1, repeats=3)
+    base, int8 = ev(at.Config()), ev(at.Config(quantize=8))
+    assert clock.calls == [(2, 15), (2, 15)], "candidate and baseline must share the rounds"
+    median, iqr = fake_stats(15)
+    for m in (base, int8):
+        assert m.latency_ms == pytest.approx(median)
+        assert m.latency_spread_ms == pytest.approx(iqr)
+        assert m.vs_baseline == pytest.approx(2.0) and m.vs_baseline_spread == pytest.approx(0)
+    plain = at.measure(model, data, repeats=3)  # what a re-measurement reports: same routine
+    assert clock.calls[-1] == (1, 15) and plain.latency_ms == pytest.approx(base.latency_ms)
+
+
+def test_interleaved_seconds_alternates_and_pins_one_blas_thread(monkeypatch):
+    from tinytorch.core import threads
+
+    order, threads_seen = [], []
+
+    def fn(name):
+        def call():
+            order.append(name)
+            threads_seen.append(threads._applied)
+        return call
+
+    out = at.interleaved_seconds([fn("a"), fn("b")], rounds=3, warmup=0, min_time=0.0)
+    assert [len(t) for t in out] == [3, 3] and all(v >= 0 for t in out for v in t)
+    timed = order[2:]  # after one calibration call each
+    assert timed == ["a", "b", "b", "a", "a", "b"]
+    assert set(threads_seen) == {1}, "timed with one BLAS thread"
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        at.interleaved_seconds([fn("a")], rounds=0)
+
+
+def test_the_report_carries_the_ratio_and_its_spread(digits_mlp, monkeypatch):
+    model, data = digits_mlp
+    monkeypatch.setattr(at, "interleaved_seconds", FakeClock())
+    space = at.SearchSpace(prune=(0.0,), recover=("none",), quantize=(None, 8))
+    result = at.AutoTuner(data, space=space, progress=False).auto_optimize(model, target="mobile")
+    table = result.table()
+    assert "vs base" in table.splitlines()[0]
+    assert all("2.00x ±0.00" in line for line in table.splitlines()[1:]), table
+    median, iqr = fake_stats(25)  # the tuner's default: repeats=5, 5 rounds each
+    assert f"baseline latency {median:.3f} ms (interquartile range {iqr:.3f} ms" in result.report()
+
+
+@pytest.mark.parametrize("bad", ["model", None, 3, [Linear(2, 2)]])
+def test_the_tuner_names_a_model_that_is_not_a_module(digits_mlp, bad):
+    _, data = digits_mlp
+    tuner = at.AutoTuner(data, space=SMALL_SPACE, progress=False)
+    with pytest.raises(TypeError, match=rf"expects a tinytorch Module .*got {type(bad).__name__}"):
+        tuner.auto_optimize(bad, target="mobile")
+    with pytest.raises(TypeError, match="expects a tinytorch Module"):
+        tuner.exhaustive(bad)
+    with pytest.raises(TypeError, match="expects a tinytorch Module as model"):
+        at.measure(bad, data)
 
 
 def test_peak_memory_sees_numpy_allocations():

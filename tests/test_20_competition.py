@@ -224,6 +224,30 @@ def test_metadata_rules():
     assert check_metadata({**good, "tags": ["Bad Tag"]})
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"team": "baseline\n"},  # re.match with `$` accepts a trailing newline
+        {"team": "baseline!"},
+        {"tags": ["int8\n"]},
+        {"tags": ["int8", "pruning\n"]},
+    ],
+)
+def test_names_must_match_in_full(change, tmp_path):
+    good = {"team": "baseline", "category": "size", "tags": ["int8"], "description": "d"}
+    meta = {**good, **change}
+    problems = check_metadata(meta)
+    assert problems and any(repr(v) in " ".join(problems) for v in
+                            [meta["team"], *meta["tags"]]), problems
+    # the arena names a package by its team: a name that does not match in full is not used
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "submission.yaml").write_text(yaml.safe_dump(meta))
+    pkg = read_package(folder, tmp_path / "w")
+    assert pkg.team == meta["team"] if "team" not in change else pkg.team == "pkg"
+    assert "\n" not in pkg.team
+
+
 def test_train_stops_at_the_target_within_the_budget():
     x, y = load_digits("train")
     sub = CompetitionSubmission()
@@ -359,6 +383,59 @@ def test_each_broken_sample_gets_its_specific_reason(samples, name, pattern):
     entry = samples["outcomes"][name].entry
     assert re.search(pattern, entry.error), entry.error
     assert entry.acc_public is None and entry.model_bytes is None
+
+
+def server_paths() -> list[str]:
+    """Absolute folders of this machine that a public view must not show."""
+    import tinytorch
+
+    return [str(Path(tinytorch.__file__).resolve().parent), sys.prefix,
+            str(Path(tempfile.gettempdir()).resolve()), str(Path.home())]
+
+
+def test_no_public_text_holds_an_absolute_path_of_the_server(samples):
+    """Reasons (broken_labels reads the bundled data by its absolute path), printed output,
+    the board, results.json and the reports: no absolute path of this machine in any of them."""
+    import html
+
+    from tinytorch.arena.harness import _ABSOLUTE
+
+    arena = samples["arena"]
+    texts = {"leaderboard": arena.leaderboard_text(), "html": json.dumps(payload(arena))}
+    for name, outcome in samples["outcomes"].items():
+        row = arena.store.row(outcome.submission_id)
+        texts[f"{name} error"] = row["error"]
+        texts[f"{name} output"] = row["output_head"]
+        texts[f"{name} results.json"] = outcome.results_path.read_text()
+        texts[f"{name} report"] = outcome.report_path.read_text()
+    for where, text in texts.items():
+        for path in server_paths():
+            assert path not in text, f"{where} shows {path}: {text[:300]}"
+        plain = html.unescape(text.replace("\\/", "/"))  # "&lt;tinytorch&gt;/..." in the page
+        assert not _ABSOLUTE.search(plain), f"{where}: {_ABSOLUTE.search(plain)}"
+    assert "'<tinytorch>/datasets/digits.npz'" in texts["broken_labels error"]
+
+
+@pytest.mark.parametrize(
+    "text, public",
+    [
+        ("read '{pkg}/datasets/digits.npz'", "read '<tinytorch>/datasets/digits.npz'"),
+        ("No such file: '{tmp}/tt-arena-x1/run-train/submission/w.npy'",
+         "No such file: 'submission/w.npy'"),
+        ("at /srv/course/secret/labels.npy:3", "at …/labels.npy:3"),
+        ("[Errno 13] '{arena}/leaderboard.sqlite'", "[Errno 13] '<arena>/leaderboard.sqlite'"),
+        ("p50/p90 1/2 acc / sqrt(ms) MiB/s", "p50/p90 1/2 acc / sqrt(ms) MiB/s"),
+    ],
+)
+def test_public_text_drops_absolute_paths(tmp_path, text, public):
+    import tinytorch
+    from tinytorch.arena.harness import public_text
+
+    pkg = str(Path(tinytorch.__file__).resolve().parent)
+    tmp = str(Path(tempfile.gettempdir()).resolve())
+    arena = str(tmp_path / "arena")
+    shown = public_text(text.format(pkg=pkg, tmp=tmp, arena=arena), {arena: "<arena>"})
+    assert shown == public
 
 
 def test_broken_samples_hurt_nothing_else(samples):
@@ -598,6 +675,45 @@ def test_cli_package_trains_checks_and_zips(tmp_path, capsys):
     (src / "submission.yaml").write_text("team: my-team\ncategory: beauty\n")
     assert main(["package", str(src)]) == 2
     assert "category 'beauty' must be one of" in capsys.readouterr().err
+
+
+def test_cli_package_checks_the_metadata_before_training(tmp_path, capsys, monkeypatch):
+    import tinytorch.datasets
+    from tito.competition_cli import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training data loaded before the metadata was checked")
+
+    monkeypatch.setattr(tinytorch.datasets, "load_digits", no_training)
+    src = tmp_path / "team"
+    shutil.copytree(sample_dirs()["baseline"], src)
+    (src / "submission.yaml").write_text(
+        "team: \"my-team\\n\"\ncategory: size\ntags: [int8]\ndescription: d\n"
+    )
+    assert main(["package", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "team 'my-team\\n' must be 1-40 letters" in err and "nothing was trained" in err
+    assert not (tmp_path / "team-package").exists()
+    (src / "submission.yaml").unlink()  # the class's own metadata is checked the same way
+    code = (src / "submission.py").read_text().replace('team = "baseline"', 'team = "a b"')
+    (src / "submission.py").write_text(code)
+    assert main(["package", str(src)]) == 2
+    assert "team 'a b' must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("points", ["-1", "-0.5", "0", "nan", "inf", "-inf"])
+def test_cli_award_refuses_points_that_are_not_positive_and_finite(tmp_path, capsys, points):
+    from tito.competition_cli import main
+
+    arena = Arena(tmp_path / "arena")
+    arena.evaluate(make_package(tmp_path / "p", "team1", train=False))  # malformed: instant
+    # after "--" even "-inf" is a value (argparse reads it as an option otherwise)
+    code = main(["award", "--reason", "x", "--arena", str(arena.root), "--", "team1", points])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "points must be a positive finite number" in err and f"got {float(points)!r}" in err
+    assert arena.store.awards() == []
+    assert main(["award", "team1", "2", "--reason", "x", "--arena", str(arena.root)]) == 0
 
 
 # --------------------------------------------------------------- more ways to break a sandbox

@@ -83,6 +83,8 @@ def test_unknown_module_is_one_line_error_listing_known(project, capsys):
         ("  - core", "  - 99_later", "does not come before"),
         ("estimated_hours: 0.1", "estimated_hours: 0.1\ncolour: red", "unknown key 'colour'"),
         ("exports:\n  - add", "exports:\n  - 2add", "not a Python identifier"),
+        # a full match: `$` alone also matches before a trailing newline
+        ("  - core", '  - "15_acceleration\\n"', "must be 'core' or a module id"),
     ],
 )
 def test_bad_module_yaml(project, capsys, old, new, needle):
@@ -183,6 +185,12 @@ def test_malformed_source_is_one_line_error_and_writes_nothing(project, capsys, 
     assert line_needle in source_line(project, line), (line, err)
     assert not project.package_dir.exists()
     assert not project.course_dir.exists()
+
+
+def test_grade_id_with_a_trailing_newline_is_refused(project):
+    edit(project.root / SRC, '"grade_id": "check_add"', '"grade_id": "check_add\\n"')
+    with pytest.raises(SourceError, match=r"grade_id 'check_add\\n' must match"):
+        parse_source(load_module(project.modules_dir / "99_toy"))
 
 
 def test_source_error_carries_file_line_and_cell(project):

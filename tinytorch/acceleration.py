@@ -184,7 +184,7 @@ def vectorized_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-# %% cell 35: broadcast_matmul
+# %% cell 38: broadcast_matmul
 def broadcast_matmul(
     kernel: Callable[[np.ndarray, np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
@@ -208,7 +208,7 @@ def broadcast_matmul(
     return out
 
 
-# %% cell 38: backend_classes
+# %% cell 41: backend_classes
 class NaiveBackend(Backend):
     """The textbook triple loop (pure Python), batched by `broadcast_matmul`."""
 
@@ -240,13 +240,13 @@ class VectorizedBackend(Backend):
         return broadcast_matmul(vectorized_matmul, a, b)
 
 
-# %% cell 39: export
+# %% cell 42: export
 register_backend(NaiveBackend())
 register_backend(BlockedBackend())
 register_backend(VectorizedBackend())
 
 
-# %% cell 48: exact_in_float64
+# %% cell 51: exact_in_float64
 def exact_in_float64(a: np.ndarray, b: np.ndarray) -> bool:
     """True if integer/bool `a @ b` can run in float64 BLAS with the exact integer result."""
     a, b = np.asarray(a), np.asarray(b)
@@ -259,7 +259,7 @@ def exact_in_float64(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape[-1] * a_max * b_max <= 2**53
 
 
-# %% cell 55: export
+# %% cell 58: export
 @dataclass(frozen=True)
 class OptimizedConfig:
     """Thresholds of `OptimizedBackend`; the notebook measures the crossover behind each."""
@@ -277,7 +277,7 @@ def _is_blas_float(x: np.ndarray) -> bool:
     return x.dtype.kind == "f" and x.dtype.itemsize in (4, 8)
 
 
-# %% cell 56: optimized_backend
+# %% cell 59: optimized_backend
 class OptimizedBackend(Backend):
     """Send every call to the fastest correct kernel: BLAS, reached the cheapest way."""
 
@@ -305,5 +305,5 @@ class OptimizedBackend(Backend):
         return np.matmul(a, b)
 
 
-# %% cell 57: export
+# %% cell 60: export
 register_backend(OptimizedBackend())

@@ -656,8 +656,8 @@ def plot_comparison(comparison: dict, ax=None, title: str = "against the baselin
 
 
 # %% cell 45: check_metadata
-TEAM_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
-TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+TEAM_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")  # use .fullmatch
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # use .fullmatch
 REQUIRED_KEYS = ("team", "category", "tags", "description")
 OPTIONAL_KEYS = ("entry",)
 
@@ -676,7 +676,7 @@ def check_metadata(meta) -> list[str]:
                 f"unknown key {key!r} (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
             )
     team = meta.get("team")
-    if "team" in meta and not (isinstance(team, str) and TEAM_PATTERN.match(team)):
+    if "team" in meta and not (isinstance(team, str) and TEAM_PATTERN.fullmatch(team)):
         problems.append(
             f"team {team!r} must be 1-40 letters, digits, '.', '_' or '-' (starting with a "
             "letter or digit)"
@@ -689,7 +689,7 @@ def check_metadata(meta) -> list[str]:
         if not isinstance(tags, list) or not 1 <= len(tags) <= 10:
             problems.append(f"tags must be a list of 1 to 10 technique tags, got {tags!r}")
         else:
-            bad = [t for t in tags if not (isinstance(t, str) and TAG_PATTERN.match(t))]
+            bad = [t for t in tags if not (isinstance(t, str) and TAG_PATTERN.fullmatch(t))]
             if bad:
                 problems.append(
                     f"tag {bad[0]!r} must be lower-case letters, digits and '-' (at most 32)"

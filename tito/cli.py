@@ -10,7 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_common import _Parser, add_global_options
+from .cli_common import (  # BLAS_THREAD_VARS, pin_blas_env: re-exported for tito.cli users
+    BLAS_THREAD_VARS,  # noqa: F401
+    _Parser,
+    add_global_options,
+    pin_blas_env,
+)
 from .cli_common import project_from_args as _project
 from .errors import CHECK_FAILED, TitoError, one_line
 from .project import Project
@@ -273,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_blas_env()  # first: before any command imports numpy
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

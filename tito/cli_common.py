@@ -7,9 +7,33 @@ tito.competition_cli``) build their parsers from here, so neither imports the ot
 from __future__ import annotations
 
 import argparse
+import os
 
 from .errors import one_line
 from .project import Project
+
+# tinytorch.core.threads.BLAS_THREAD_VARS, copied: importing tinytorch would load numpy before
+# the variables are set (tests/test_threads.py checks that the two lists agree)
+BLAS_THREAD_VARS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def pin_blas_env() -> dict[str, str]:
+    """One BLAS thread for tito and every process it starts (notebook kernels, grading workers,
+    arena runs, samples), set before numpy loads; a count the user set explicitly wins (then
+    nothing changes). Returns the variables set. Same rule as tinytorch.core.threads.pin_blas_env.
+    """
+    if any(os.environ.get(var) for var in BLAS_THREAD_VARS):
+        return {}
+    for var in BLAS_THREAD_VARS:
+        os.environ[var] = "1"
+    return dict.fromkeys(BLAS_THREAD_VARS, "1")
 
 
 class _Parser(argparse.ArgumentParser):

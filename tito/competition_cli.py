@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_common import _Parser, add_global_options, project_from_args
+from .cli_common import _Parser, add_global_options, pin_blas_env, project_from_args
 from .errors import CHECK_FAILED, TitoError
 from .project import Project
 
@@ -255,6 +255,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tito.competition_cli ACTION ...``: the same as ``tito competition ACTION ...``
     (same global options and errors; tito/cli.py hooks ``add_parser`` into ``tito``)."""
+    pin_blas_env()  # as tito's main: one BLAS thread here and in every child, before numpy
     parser = _Parser(prog="tito")
     add_global_options(parser)
     add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))

@@ -95,7 +95,7 @@ def load_module(path: Path | str) -> ModuleSpec:
     if not data["learning_objectives"]:
         fail("learning_objectives must not be empty", "learning_objectives")
 
-    m = ID_RE.match(data["id"])
+    m = ID_RE.fullmatch(data["id"])
     if not m:
         fail(f"id {data['id']!r} must look like '15_acceleration'", "id")
     if int(m.group(1)) != data["number"] or m.group(2) != data["name"]:
@@ -103,7 +103,7 @@ def load_module(path: Path | str) -> ModuleSpec:
     if yaml_path.parent.name != data["id"]:
         fail(f"id {data['id']!r} must match the directory name {yaml_path.parent.name!r}", "id")
     for pre in data["prerequisites"]:
-        pm = ID_RE.match(pre)
+        pm = ID_RE.fullmatch(pre)
         if pre != "core" and not pm:
             fail(f"prerequisite {pre!r} must be 'core' or a module id like '15_acceleration'")
         if pm and int(pm.group(1)) >= data["number"]:

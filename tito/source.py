@@ -316,7 +316,7 @@ def _check_metadata(path: Path, cell: Cell, seen: dict[str, Cell]) -> None:
     gid = meta.get("grade_id")
     if gid is None:
         fail("nbgrader metadata lacks grade_id")
-    if not isinstance(gid, str) or not GRADE_ID_RE.match(gid):
+    if not isinstance(gid, str) or not GRADE_ID_RE.fullmatch(gid):
         fail(f"grade_id {gid!r} must match [A-Za-z0-9_-]+ (at most 64 characters)")
     if gid in seen:
         other = seen[gid]

@@ -149,6 +149,9 @@ import os
 import matplotlib.pyplot as plt
 
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
+from tinytorch.core.threads import blas_threads, pin_blas_threads
+
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 print("registered backends before this module:", available_backends())
 
 # %% [markdown]
@@ -794,6 +797,46 @@ for name, rate in _rates.items():
 # That last step is the one you cannot reach from Python. It is the honest answer to "why not
 # write our own kernel?": for dense float matmul, a tuned library wins, and the systems skill is
 # knowing when you are in that case — and when you are not (Step 6).
+
+# %% [markdown]
+# ### One BLAS thread, or one per core?
+#
+# BLAS can also split one product across cores; left alone, OpenBLAS starts a thread per core.
+# Every timing in this course uses **one** BLAS thread (the setup cell pinned it and printed
+# what it changed), so that it compares kernels rather than thread scheduling. What that choice
+# costs or saves depends on the machine and on how busy it is, so measure it, here and now: the
+# same `256 × 256` float32 product with one thread and with one thread per CPU this kernel may
+# use, in interleaved rounds so that both see the same load.
+
+# %%
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_a = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+_threads = {1: [], _cpus: []}  # one key if this kernel has one CPU
+_pins = []
+for _round in range(5):  # few calls: on a busy machine one threaded call can take 100 ms
+    for _k, _t in _threads.items():
+        with blas_threads(_k) as _pin:
+            _pins.append(_pin)
+            _t.append(benchmark(lambda: _a @ _a, repeats=3, warmup=1))
+if not all(p.ok for p in _pins):
+    print("this kernel may not change its BLAS threads, nothing to compare:",
+          next(p for p in _pins if not p.ok))
+elif _cpus == 1:
+    print(f"one CPU available: 1 BLAS thread {statistics.median(_threads[1]) * 1e3:.3f} ms per "
+          "256x256 matmul; there is no second core to compare with")
+else:
+    _one, _all = statistics.median(_threads[1]), statistics.median(_threads[_cpus])
+    print(f"256x256 float32 matmul, median of 5 interleaved rounds: 1 BLAS thread "
+          f"{_one * 1e3:.3f} ms, {_cpus} threads {_all * 1e3:.3f} ms "
+          f"({_all / _one:.2f}x the one-thread time)")
+
+# %% [markdown]
+# Read the ratio. Below 1, the other cores were free and splitting the product paid. Above 1,
+# the threads spent longer waiting — for cores other programs hold, or for each other, since
+# this product is only ~34 million FLOPs — than they saved; on a busy shared machine that can
+# be ten times or more. Either way, a thread count whose effect changes with the machine's load
+# would make every comparison in this module a comparison of scheduling, which is why the
+# course pins one thread in every process it starts and in every notebook's setup cell.
 
 # %% [markdown]
 # ## Step 4: real shapes — batches, broadcasting and vectors

@@ -108,6 +108,9 @@ from tinytorch.core.tensor import default_dtype
 from tinytorch.core.transformer import GPTConfig
 
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
+from tinytorch.core.threads import pin_blas_threads
+
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 
 
 def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:

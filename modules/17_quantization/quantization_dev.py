@@ -127,6 +127,9 @@ from tinytorch.datasets import load_digits, load_digits_images
 
 _NOTEBOOK_START = time.perf_counter()
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
+from tinytorch.core.threads import pin_blas_threads
+
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 
 # %% [markdown]
 # ## Step 1: eight bits for a real number

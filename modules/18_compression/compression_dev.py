@@ -184,8 +184,10 @@ from tinytorch.core.losses import cross_entropy
 from tinytorch.core.optim import SGD, Adam
 from tinytorch.core.tensor import Tensor, no_grad
 from tinytorch.core.train import evaluate, fit
+from tinytorch.core.threads import pin_blas_threads
 from tinytorch.datasets import load_digits
 
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 X_train, y_train = load_digits("train")
 X_test, y_test = load_digits("test")
 test_loader = DataLoader(TensorDataset(X_test, y_test), batch_size=512)

@@ -96,6 +96,7 @@ from tinytorch.core.losses import cross_entropy
 from tinytorch.core.nn import Conv2d, Linear, Module, Sequential, manual_seed
 from tinytorch.core.optim import AdamW
 from tinytorch.core.tensor import Tensor, no_grad
+from tinytorch.core.threads import blas_threads
 from tinytorch.quantization import QConfig, Quantizer, pack_int4
 
 __all__ = [
@@ -103,6 +104,7 @@ __all__ = [
     "model_bytes",
     "peak_memory",
     "median_seconds",
+    "interleaved_seconds",
     "Metrics",
     "predict",
     "accuracy_on",
@@ -190,13 +192,11 @@ import os
 import matplotlib.pyplot as plt
 
 from tinytorch.core import zoo
+from tinytorch.core.threads import pin_blas_threads
 
-if importlib.util.find_spec("threadpoolctl") is not None:
-    # one BLAS thread, as the Makefile and bench/ use: the models are tiny, and on a busy
-    # machine several BLAS threads per matmul make training several times slower
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
+# one BLAS thread, as tito and bench/ use: the models are tiny, and on a busy machine several
+# BLAS threads per matmul make training several times slower
+print(pin_blas_threads(1))
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
 _t0 = time.perf_counter()
 mlp, _history, digits = zoo.train_digits("mlp", seed=0)
@@ -216,6 +216,11 @@ print(f"splits: train {len(digits.y_train)}, val {len(digits.y_val)}, test {len(
 # - **peak memory** — the model's arrays plus the peak that numpy allocates *during* that
 #   forward pass (measured with `tracemalloc`, which numpy reports its buffers to);
 # - **model bytes** — what must be stored on the device.
+#
+# A latency is only comparable with one measured under the same conditions, so the harness
+# times a candidate and the baseline model **in the same interleaved rounds** (one BLAS
+# thread), and reports the ratio "baseline ms / candidate ms" round by round: its median, and
+# its interquartile range over the rounds, which says how far to trust it.
 #
 # Model bytes is the one you write. Sum `arr.nbytes` over `model.state_dict()` — with one
 # exception: module 17's INT4 layers keep their 4-bit codes in an `int8` array for computing,
@@ -276,6 +281,40 @@ def median_seconds(
     return statistics.median(samples)
 
 
+def interleaved_seconds(
+    fns: Sequence[Callable[[], object]], rounds: int = 25, warmup: int = 2,
+    min_time: float = 0.0002
+) -> list[list[float]]:
+    """Seconds per call of each of `fns`, one list per function with one entry per round.
+
+    Every round times every function once (>= `min_time` of calls each, the order reversed
+    every other round), so all of them see the same machine state: the only fair way to compare
+    them. Short samples, many rounds: on a busy machine another process's time slice lands in
+    a few samples, not in all of them, and the median skips those. One BLAS thread throughout
+    (`tinytorch.core.threads`), whatever the caller set.
+    """
+    if rounds < 1 or warmup < 0 or not fns:
+        raise ValueError(f"need rounds >= 1, warmup >= 0 and a function, got {rounds}, {warmup}, "
+                         f"{len(fns)} functions")
+    with blas_threads(1):
+        numbers = []
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
+            t0 = time.perf_counter()
+            fn()
+            numbers.append(max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-9))))
+        times: list[list[float]] = [[] for _ in fns]
+        for r in range(rounds):
+            order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+            for i in order:
+                t0 = time.perf_counter()
+                for _ in range(numbers[i]):
+                    fns[i]()
+                times[i].append((time.perf_counter() - t0) / numbers[i])
+    return times
+
+
 @dataclass
 class Metrics:
     """One candidate measured on the shared harness."""
@@ -284,9 +323,20 @@ class Metrics:
     latency_ms: float  # median ms of one forward pass over the latency batch
     peak_memory: int  # bytes: the model's arrays + the peak allocation of that forward pass
     model_bytes: int  # bytes to store the model (what a device must hold)
+    latency_spread_ms: float = 0.0  # interquartile range of the per-round latencies (noise)
+    # baseline ms / this ms, per round of the same interleaved rounds: median and interquartile
+    # range (> 1: faster than the baseline; None: measured without a baseline)
+    vs_baseline: float | None = None
+    vs_baseline_spread: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def vs_baseline_text(self) -> str:
+        """'1.85x ±0.07': the speed-up over the baseline, ± half its interquartile range."""
+        if self.vs_baseline is None:
+            return "-"
+        return f"{self.vs_baseline:.2f}x ±{(self.vs_baseline_spread or 0.0) / 2:.2f}"
 
 
 def predict(model: Module, x: np.ndarray) -> np.ndarray:
@@ -313,19 +363,47 @@ def per_example_loss(model: Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -logp[np.arange(len(y)), y]
 
 
-def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int = 2) -> Metrics:
-    """Accuracy on data.x_val; latency (median) and peak memory on its first `batch` rows."""
+def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int = 2,
+            baseline: Module | None = None) -> Metrics:
+    """Accuracy on data.x_val; latency (median over 5 * `repeats` short rounds, with its
+    interquartile range) and peak memory on its first `batch` rows. With `baseline`, that model
+    is timed in the same interleaved rounds and the speed-up over it is reported per round
+    (`vs_baseline`)."""
+    for name, m in (("model", model), ("baseline", baseline)):
+        if not isinstance(m, Module) and (m is not None or name == "model"):
+            raise TypeError(f"measure expects a tinytorch Module as {name}, got "
+                            f"{type(m).__name__} {m!r:.60}")
     xt = Tensor(data.x_val[:batch])
-    model.eval()
 
-    def forward():
-        with no_grad():
-            model(xt)
+    def forward_of(m: Module) -> Callable[[], None]:
+        m.eval()
 
+        def forward():
+            with no_grad():
+                m(xt)
+
+        return forward
+
+    forward = forward_of(model)
     acc = accuracy_on(model, data.x_val, data.y_val)
-    seconds = median_seconds(forward, repeats=repeats, warmup=warmup)
+    fns = [forward] if baseline is None else [forward, forward_of(baseline)]
+    rounds = interleaved_seconds(fns, rounds=5 * repeats, warmup=warmup)
+    mine = rounds[0]
+    ratio = spread = None
+    if baseline is not None:
+        ratios = [b / c for b, c in zip(rounds[1], mine)]  # (rounds,)
+        ratio, spread = statistics.median(ratios), _iqr(ratios)
     resident = int(sum(a.nbytes for a in model.state_dict().values()))
-    return Metrics(acc, seconds * 1e3, resident + peak_memory(forward), model_bytes(model))
+    return Metrics(acc, statistics.median(mine) * 1e3, resident + peak_memory(forward),
+                   model_bytes(model), _iqr(mine) * 1e3, ratio, spread)
+
+
+def _iqr(values: Sequence[float]) -> float:
+    """Interquartile range (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q3 - q1
 
 
 # %% nbgrader={"grade": true, "grade_id": "model_bytes_counts_storage", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -1424,7 +1502,10 @@ class Evaluator:
         return config.pipeline(self.finetune_epochs).run(self.model, ctx)
 
     def __call__(self, config: Config) -> Metrics:
-        return measure(self.build(config), self.data, batch=self.batch, repeats=self.repeats)
+        """Metrics of `config`'s model, timed in the same interleaved rounds as the base model
+        (the baseline too: its own `vs_baseline` says how repeatable one measurement is)."""
+        return measure(self.build(config), self.data, batch=self.batch, repeats=self.repeats,
+                       baseline=self.model)
 
 
 class InProcessExecutor:
@@ -1578,20 +1659,23 @@ class TuningResult:
         return lines
 
     def table(self) -> str:
+        """One row per candidate; "vs base" is baseline ms / candidate ms measured in the same
+        interleaved rounds (median ± half its interquartile range over the rounds)."""
         front = {id(c) for c in self.pareto()}
-        lines = [f" {'candidate':<32}{'phase':>11}{'acc':>8}{'KiB':>8}{'ms':>8}{'peak KiB':>10}"
-                 "  verdict  (* = Pareto front)"]
+        lines = [f" {'candidate':<32}{'phase':>11}{'acc':>8}{'KiB':>8}{'ms':>8}{'vs base':>13}"
+                 f"{'peak KiB':>10}  verdict  (* = Pareto front)"]
         for c in self.candidates:
             m = c.metrics
             verdict = "ok" if c.feasible else ", ".join(v.constraint for v in c.violations)
             lines.append(
                 f"{'*' if id(c) in front else ' '}{c.config.label():<32}{c.phase:>11}"
                 f"{m.accuracy:>8.4f}{m.model_bytes / 1024:>8.1f}{m.latency_ms:>8.3f}"
-                f"{m.peak_memory / 1024:>10.1f}  {verdict}"
+                f"{m.vs_baseline_text():>13}{m.peak_memory / 1024:>10.1f}  {verdict}"
             )
         return "\n".join(lines)
 
     def report(self) -> str:
+        b = self.baseline
         skipped = ", ".join(f"{k}: {v}" for k, v in self.skipped.items()) or "none"
         out = [
             f"target {self.target!r}, objective {self.objective!r}",
@@ -1601,13 +1685,18 @@ class TuningResult:
             f"({self.cache_hits} from the cache) in {self.seconds:.1f}s; skipped by rule: "
             f"{skipped}",
             *self.notes,
+            f"baseline latency {b.latency_ms:.3f} ms (interquartile range "
+            f"{b.latency_spread_ms:.3f} ms; against itself in the same rounds "
+            f"{b.vs_baseline_text()}); every "
+            "'vs base' is measured in the same interleaved rounds as the baseline, one BLAS "
+            "thread",
         ]
         if self.feasible:
             m = self.best.metrics
             out.append(
                 f"CHOSEN {self.best.config.label()}: accuracy {m.accuracy:.4f} (baseline "
-                f"{self.baseline.accuracy:.4f}), {m.model_bytes:,} B, {m.latency_ms:.3f} ms, "
-                f"peak {m.peak_memory:,} B"
+                f"{self.baseline.accuracy:.4f}), {m.model_bytes:,} B, {m.latency_ms:.3f} ms "
+                f"({m.vs_baseline_text()} vs the baseline), peak {m.peak_memory:,} B"
             )
             out.append("plan:\n" + self.pipeline.describe())
         else:
@@ -1692,6 +1781,11 @@ class AutoTuner:
         self.progress = progress
 
     def _session(self, model: Module, constraints: Constraints) -> "_Session":
+        if not isinstance(model, Module):
+            raise TypeError(
+                f"the tuner expects a tinytorch Module (the model to optimize), got "
+                f"{type(model).__name__} {model!r:.60}"
+            )
         ev = Evaluator(model, self.data, self.space.finetune_epochs, self.seed, self.batch,
                        self.repeats)
         return _Session(self, ev, constraints)

@@ -183,6 +183,9 @@ import matplotlib.pyplot as plt
 from tinytorch.datasets import load_digits
 
 print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENBLAS_NUM_THREADS"))
+from tinytorch.core.threads import pin_blas_threads
+
+print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
 X_TRAIN, Y_TRAIN = load_digits("train")
 X_TEST, Y_TEST = load_digits("test")
 print(f"digits: train {X_TRAIN.shape}, test {X_TEST.shape} (the arena keeps the test labels)")
@@ -1509,12 +1512,16 @@ _check_compare_hidden()
 # `TEAM_PATTERN`; `category` is one of `CATEGORIES`; `tags` is a list of 1 to 10 distinct
 # strings matching `TAG_PATTERN`; `description` is a non-empty string of at most 500
 # characters; `entry`, if present, is a Python identifier.
+#
+# "Matches" means the *whole* string: `TEAM_PATTERN.fullmatch(team)`. With `re.match` and a
+# pattern ending in `$`, `"baseline\n"` passes (`$` also matches before a final newline), and
+# a second team would show up on the board as `baseline`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "check_metadata", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
-TEAM_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
-TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+TEAM_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")  # use .fullmatch
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # use .fullmatch
 REQUIRED_KEYS = ("team", "category", "tags", "description")
 OPTIONAL_KEYS = ("entry",)
 
@@ -1534,7 +1541,7 @@ def check_metadata(meta) -> list[str]:
                 f"unknown key {key!r} (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
             )
     team = meta.get("team")
-    if "team" in meta and not (isinstance(team, str) and TEAM_PATTERN.match(team)):
+    if "team" in meta and not (isinstance(team, str) and TEAM_PATTERN.fullmatch(team)):
         problems.append(
             f"team {team!r} must be 1-40 letters, digits, '.', '_' or '-' (starting with a "
             "letter or digit)"
@@ -1547,7 +1554,7 @@ def check_metadata(meta) -> list[str]:
         if not isinstance(tags, list) or not 1 <= len(tags) <= 10:
             problems.append(f"tags must be a list of 1 to 10 technique tags, got {tags!r}")
         else:
-            bad = [t for t in tags if not (isinstance(t, str) and TAG_PATTERN.match(t))]
+            bad = [t for t in tags if not (isinstance(t, str) and TAG_PATTERN.fullmatch(t))]
             if bad:
                 problems.append(
                     f"tag {bad[0]!r} must be lower-case letters, digits and '-' (at most 32)"
@@ -1612,10 +1619,13 @@ def _check_metadata_hidden():
         "team type": {**good, "team": 5},
         "team too long": {**good, "team": "a" * 41},
         "team leading dash": {**good, "team": "-a"},
+        "team trailing newline": {**good, "team": "baseline\n"},
+        "team trailing text": {**good, "team": "baseline!"},
         "tags not a list": {**good, "tags": "int8"},
         "too many tags": {**good, "tags": [f"t{i}" for i in range(11)]},
         "tag upper": {**good, "tags": ["Int8"]},
         "tag repeated": {**good, "tags": ["a", "a"]},
+        "tag trailing newline": {**good, "tags": ["int8\n"]},
         "empty description": {**good, "description": "   "},
         "long description": {**good, "description": "x" * 501},
         "entry": {**good, "entry": "not a name"},

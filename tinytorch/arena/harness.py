@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,6 +41,33 @@ from .package import Package, read_package
 from .sandbox import RunOutcome, SandboxLimits, pick_cpu, run_phase
 
 DIGITS_FILE = Path(__file__).resolve().parents[1] / "datasets" / "digits.npz"
+
+# path characters: anything but whitespace, quotes, separators of prose and of Python reprs
+_SEG = r"[^\s'\"/:,;()\[\]{}<>|]+"
+_ABSOLUTE = re.compile(rf"(?<![\w.~>/-])/(?:{_SEG}/)+({_SEG})")  # two or more segments
+_SANDBOX = re.compile(r"<tmp>/tt-arena-[^/\s'\"]+/run-(?:infer|train)/")
+
+
+def public_text(text: str, roots: dict[str, str] | None = None) -> str:
+    """`text` with no absolute path of the machine it ran on: a reason or output shown on the
+    public board, results.json and the reports. Known folders become labels ("<tinytorch>",
+    "<arena>", "<python>", "<tmp>", "~"), a sandbox's own prefix disappears ("submission/..."),
+    and any other absolute path keeps only its last part ("…/name")."""
+    if not text:
+        return text
+    known = dict(roots or {})
+    known.setdefault(str(Path(__file__).resolve().parents[1]), "<tinytorch>")
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        known.setdefault(str(Path(prefix).resolve()), "<python>")
+        known.setdefault(prefix, "<python>")
+    known.setdefault(str(Path(tempfile.gettempdir()).resolve()), "<tmp>")
+    known.setdefault(tempfile.gettempdir(), "<tmp>")
+    known.setdefault(str(Path.home()), "~")
+    for root in sorted((r for r in known if len(r) > 1), key=len, reverse=True):
+        pattern = re.escape(root.rstrip("/")) + r"(?=/|[\s'\":,;()\[\]{}|]|$)"
+        text = re.sub(pattern, known[root].replace("\\", "\\\\"), text)
+    text = _SANDBOX.sub("", text)
+    return _ABSOLUTE.sub(lambda m: "…/" + m.group(1), text)
 
 
 @dataclass(frozen=True)
@@ -210,16 +239,19 @@ class Evaluator:
             "machine": describe_machine(self.cpu),
             "output_head": "",
         }
+        # every reason and output is shown to others: no absolute path of this machine in them
+        roots = {str(self.root): "<arena>"}
         if pkg.problems:
-            ev["status"], ev["error"] = "malformed", "; ".join(pkg.problems)[:2000]
+            ev["status"] = "malformed"
+            ev["error"] = public_text("; ".join(pkg.problems), roots)[:2000]
             return ev
         for phase, label in (("infer", "inference run"), ("train", "training run")):
             run = runs[phase]
             if run.stdout_head:
-                ev["output_head"] += f"[{label}]\n{run.stdout_head}\n"
+                ev["output_head"] += f"[{label}]\n{public_text(run.stdout_head, roots)}\n"
             if not run.ok:
                 ev["status"] = run.kind
-                ev["error"] = f"{label}: {run.message}"
+                ev["error"] = f"{label}: {public_text(run.message, roots)}"
                 ev["peak_rss_kb"] = run.peak_rss_kb
                 return ev
         if isinstance(runs["infer"].extra, dict) and runs["infer"].extra.get("machine"):

@@ -30,6 +30,7 @@ import yaml
 from tinytorch.competition import (
     METADATA_FILE,
     SOURCE_FILE,
+    TEAM_PATTERN,
     WEIGHTS_DIR,
     CompetitionRules,
     CompetitionSubmission,
@@ -64,7 +65,7 @@ class Package:
     def team(self) -> str:
         """The team from submission.yaml if it is valid, else a name made from the source."""
         team = (self.meta or {}).get("team")
-        if isinstance(team, str) and re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", team):
+        if isinstance(team, str) and TEAM_PATTERN.fullmatch(team):
             return team
         stem = re.sub(r"[^A-Za-z0-9._-]", "-", Path(self.source).stem).strip("-.")[:40]
         return stem or "unnamed"
@@ -281,7 +282,7 @@ def build_package(
     if not (src / SOURCE_FILE).is_file():
         raise ValueError(f"{src} has no {SOURCE_FILE}")
     meta_src = src / METADATA_FILE
-    entry = None
+    entry = meta = None
     if meta_src.is_file():
         try:
             meta = yaml.safe_load(meta_src.read_text(encoding="utf-8"))
@@ -290,6 +291,13 @@ def build_package(
             meta = None
     cls = load_submission_class(src / SOURCE_FILE, entry if isinstance(entry, str) else None)
     sub = cls()
+    if check:  # the metadata first: minutes of training must not end in "bad team name"
+        if meta_src.is_file() and meta is None:
+            raise ValueError(f"{meta_src} is empty or not valid YAML; nothing was trained")
+        problems = check_metadata(meta if meta_src.is_file() else sub.metadata())
+        if problems:
+            where = meta_src if meta_src.is_file() else f"the metadata of {cls.__name__}"
+            raise ValueError(f"{where}: {'; '.join(problems)}; nothing was trained")
     if src.resolve() != dest.resolve():
         if dest.exists():
             shutil.rmtree(dest)

@@ -299,8 +299,13 @@ class LeaderboardStore:
         return sid, True
 
     def award(self, team: str, points: float, reason: str, awarded_at: str) -> int:
-        if not (isinstance(points, int | float) and math.isfinite(points) and points != 0):
-            raise ValueError(f"points must be a finite non-zero number, got {points!r}")
+        if isinstance(points, bool) or not (
+            isinstance(points, int | float) and math.isfinite(points) and points > 0
+        ):
+            raise ValueError(
+                f"points must be a positive finite number (innovation points are awarded, never "
+                f"taken away), got {points!r}"
+            )
         if not reason or not reason.strip():
             raise ValueError("an award needs a reason (it is shown publicly)")
         with self._connect() as con, self._write(con):
