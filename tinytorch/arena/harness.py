@@ -164,6 +164,11 @@ class Evaluator:
         """What no submission may read: the bundled test data (the arena adds its own files)."""
         return [str(DIGITS_FILE)]
 
+    @property
+    def public_roots(self) -> dict[str, str]:
+        """Folders of this machine named by a label in public text (the arena adds its own)."""
+        return {}
+
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, source: str | Path) -> Entry:
         """Evaluate one package (folder or zip) -> its scored `Entry` (submission_id 0)."""
@@ -240,7 +245,7 @@ class Evaluator:
             "output_head": "",
         }
         # every reason and output is shown to others: no absolute path of this machine in them
-        roots = {str(self.root): "<arena>"}
+        roots = self.public_roots
         if pkg.problems:
             ev["status"] = "malformed"
             ev["error"] = public_text("; ".join(pkg.problems), roots)[:2000]

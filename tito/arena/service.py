@@ -83,6 +83,11 @@ class Arena(Evaluator):
         """What no submission may read: the bundled test data and the arena's own files."""
         return [*super().forbidden_paths, str(self.root)]
 
+    @property
+    def public_roots(self) -> dict[str, str]:
+        """The arena's own folder reads as <arena> in every public reason."""
+        return {str(self.root): "<arena>"}
+
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, source: str | Path, *, now: datetime | None = None) -> Outcome:
         """Evaluate one package (folder or zip). Idempotent per package hash."""
