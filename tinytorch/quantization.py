@@ -1332,12 +1332,13 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name  # the logits
         self.nbytes = len(data)
         self.accumulator_names: list[str] | None = None  # set by with_accumulators
 
     def __call__(self, x) -> np.ndarray:
         x = np.ascontiguousarray(_float_array(x, "OnnxRunner"))
-        return self.session.run(None, {self.input_name: x})[0]
+        return self.session.run([self.output_name], {self.input_name: x})[0]
 
     @classmethod
     def with_accumulators(cls, model, threads: int = 1) -> "OnnxRunner":
