@@ -31,7 +31,10 @@ For each: test accuracy (numpy INT8 and onnxruntime), logit RMSE vs FP32, ONNX f
 onnxruntime latency at batch 1 and 64 vs FP32 numpy, whether every integer node passes the
 pair-sum check (`check_pair_sums`), max |onnxruntime - numpy| over every int32 accumulator of
 every layer (on this CPU), and the same for a numpy emulation of the AVX2 kernel
-(`integer_accumulators(kernel="avx2")`), which shows what an AVX2-only CPU computes.
+(`integer_accumulators(kernel="avx2")`), which shows what an AVX2-only CPU computes. (For
+`ConvInteger` with int8 weights onnxruntime passes the weights as the GEMM's first operand and
+whether its AVX2 path saturates depends on its version; the check and the emulation treat every
+uint8 x int8 node as the saturating kernel, the conservative case.)
 
 Targets (PASS/FAIL; a failure exits 1 in full mode):
 

@@ -30,7 +30,7 @@
 # | 4 | `QuantizedLinear`, `QuantizedConv2d`, `prepare → calibrate → convert`, `Quantizer` | turn a trained model into an INT8 model |
 # | 5 | per-channel vs per-tensor, `pack_int4` | where does the error come from, and can we go below 8 bits? |
 # | 6 | `serialized_size`, `size_report` | is it really 4× smaller on disk? |
-# | 7 | speed in numpy, then `export_onnx` + onnxruntime | where does a speed-up really come from? |
+# | 7 | speed in numpy, then `export_onnx` + onnxruntime, `check_pair_sums` | where does a speed-up really come from, and does the engine compute *your* integers on every CPU? |
 #
 # ## Learning objectives
 # - Quantize and dequantize with the **affine** and **symmetric** schemes, **per tensor** and
@@ -170,8 +170,9 @@ print("numpy", np.__version__, "| OPENBLAS_NUM_THREADS =", os.environ.get("OPENB
 # **Rounding.** We round **half to even** (`np.rint`: 0.5 → 0, 1.5 → 2, 2.5 → 2), the rule of
 # IEEE arithmetic, PyTorch's `quantize_per_tensor` and ONNX `QuantizeLinear`. Rounding half
 # *away from zero* (C's `round()`: 2.5 → 3) pushes every exact tie the same way and so biases
-# sums; half-to-even does not. It also makes our integers identical to the ONNX engine's at the
-# end of the notebook. **Saturation** clamps out-of-range values to the end codes instead of
+# sums; half-to-even does not. It is also ONNX `QuantizeLinear`'s rule, so the engine at the end
+# of the notebook can reproduce our integer codes (Step 7c measures whether its *sums* match on
+# your CPU). **Saturation** clamps out-of-range values to the end codes instead of
 # letting them wrap around (in int8, 128 wraps to −128: a large positive value would become a
 # large negative one).
 
@@ -2045,10 +2046,12 @@ for _name in dict.fromkeys(k[0] for k in _speed):
 # | `QuantizedConv2d` | `QuantizeLinear` → `ConvInteger` → `Cast` → `Mul` → `Add` |
 # | `Linear`, `Conv2d`, `ReLU`, `MaxPool2d`, `Flatten` | `MatMul`+`Add`, `Conv`, `Relu`, `MaxPool`, `Flatten` |
 #
-# One detail: x86 INT8 kernels multiply **unsigned** by signed bytes (VNNI's `vpdpbusd`), so
+# One detail: x86 INT8 kernels multiply **unsigned** activation bytes (VNNI's `vpdpbusd`), so
 # the exporter writes our int8 activation codes as **uint8 with zero point `z_x + 128`**. That is
 # the same number line shifted by 128 — `q + 128 − (z + 128) = q − z` — so the integer
-# accumulators are unchanged. The engine is an optional extra: `pip install tinytorch[deploy]`.
+# accumulators are unchanged. Our 8-bit weights are shifted the same way (uint8, zero point
+# 128); Step 7c shows why writing them as int8 would give different integers on some CPUs.
+# The engine is an optional extra: `pip install tinytorch[deploy]`.
 
 # %%
 #| export
@@ -2502,6 +2505,109 @@ if _HAVE_ORT:
         print(f"batch {_b:>2}: numpy FP32 {_t32 * 1e3:.3f} ms | onnxruntime FP32 {_to32 * 1e3:.3f} ms"
               f" | onnxruntime INT8 {_to8 * 1e3:.3f} ms -> INT8 engine is {_t32 / _to8:.1f}x "
               f"numpy FP32 and {_to32 / _to8:.1f}x its own FP32")
+
+# %% [markdown]
+# ## Step 7c: the same file, different integers? Saturating int16 pair sums
+#
+# "The engine computes our integers" is a claim about **the CPU in front of you**, so let's
+# look at how an x86 INT8 kernel multiplies. onnxruntime's uint8 × int8 kernel (the one an
+# int8-weight `MatMulInteger` reaches) exists in two flavours:
+#
+# | CPU | instruction | what one lane does |
+# |---|---|---|
+# | AVX2 (Haswell … Zen 3), AVX-512 **without** VNNI (Skylake-X) | `vpmaddubsw` then `vpmaddwd` | multiply 2 adjacent uint8·int8 pairs, add them into **int16 with saturation**, then widen to int32 |
+# | AVX-512 VNNI (Cascade Lake, Ice Lake, Zen 4 …), AVX-VNNI (Alder Lake …) | `vpdpbusd` | multiply 4 adjacent uint8·int8 pairs and add them straight into **int32** |
+#
+# An int16 holds at most 32767. Our activation codes, shifted to uint8, reach 255, and 8-bit
+# symmetric weights reach ±127: one pair can reach `2 · 255 · 127 = 64770`. On an AVX2 CPU that
+# pair sum is clamped to 32767 — silently — and the accumulator is wrong by up to 32003 steps
+# per pair. A VNNI CPU computes it exactly. **The same ONNX file gives different integers on
+# different x86 CPUs**, and a test written on one of them says nothing about the other.
+#
+# Three ways to make every adjacent pair fit in int16, whatever the input:
+#
+# - **uint8 weights with zero point 128** (`w + 128`, the same numbers shifted): the engine then
+#   uses its uint8 × uint8 kernel, which widens both operands to int16 and sums pairs in int32
+#   (`vpmaddwd`): exact on every CPU, at some speed cost;
+# - **7-bit weights** (`QConfig(weight_bits=7)`, codes in [−63, 63]): `2 · 255 · 63 = 32130` fits;
+#   the fast uint8 × int8 kernel stays exact — ONNX Runtime's own quantizer calls this
+#   `reduce_range`;
+# - **7-bit activations** (`QConfig(activation_bits=7)`, uint8 codes in [0, 127]): `2 · 127 · 127`
+#   fits.
+#
+# `export_onnx(..., weight_type="auto")` (the default) writes each layer's weights as int8 only
+# when `check_pair_sums` proves that no input can saturate a pair (7-bit weights or inputs), and
+# as uint8 with zero point 128 otherwise (our default 8-bit model). It refuses to write a file
+# that could saturate unless you ask for it (`allow_saturation=True`, used below to study the
+# failure). `bench/quantization.py` measures all four ways (accuracy, file size, speed); the
+# numpy path stays the reference in each case, because the exported integers *are* the
+# model's integers.
+#
+# First: what does **your** CPU use? `cpu_features()` reads its flags (from `/proc/cpuinfo` on
+# Linux) at run time.
+
+# %%
+from tinytorch.core.hardware import cpu_features
+
+cpu = cpu_features()
+print(f"CPU: {cpu.model} ({cpu.machine}); flags read from: {cpu.source}")
+print(f"uint8 x int8 dot product on this CPU: {cpu.int8_dot_instruction}")
+_sat = {True: "yes: pair sums are clamped to int16 here",
+        False: "no: products are summed in int32 here",
+        None: "unknown: assume they may be"}[cpu.saturating_int8_pairs]
+print(f"does an int8-weight MatMulInteger saturate on this CPU? {_sat}")
+
+# one pair, by hand: what the AVX2 kernel computes vs the exact sum
+_a, _w = np.array([[255, 255]], np.uint8), np.array([[127], [127]], np.int8)
+print(f"255*127 + 255*127: exact {255 * 127 * 2}, AVX2 vpmaddubsw "
+      f"{int(saturating_pair_matmul(_a, _w)[0, 0])}")
+
+# %% [markdown]
+# Now the digits MLP. `integer_accumulators(model, x)` returns the int32 accumulator of every
+# quantized layer as the numpy path computes it; with `kernel="avx2"` it computes what an AVX2
+# engine makes of the operands `export_onnx` writes (`saturating_pair_matmul`: pairs clamped to
+# int16). Compare the old export (int8 weights, 8-bit codes) with the default one, first by
+# emulation — this is what an AVX2-only CPU would do, whatever CPU you have — then with the real
+# engine on your CPU.
+
+# %%
+_xs = _Xt_flat[:256]  # the emulation is slow numpy: a subset is enough to see it
+_ref = integer_accumulators(mlp_int8, _xs)
+for _label, _wt in (("old: int8 weights", "int8"), ("default (auto)", "auto")):
+    _emu = integer_accumulators(mlp_int8, _xs, kernel="avx2", weight_type=_wt)
+    _d = [int(np.abs(e.astype(np.int64) - r).max()) for e, r in zip(_emu, _ref)]
+    _n = sum(int((e != r).sum()) for e, r in zip(_emu, _ref))
+    print(f"{_label:<20} AVX2 emulation vs numpy: max |diff| per layer {_d} accumulator steps, "
+          f"{_n:,} of {sum(r.size for r in _ref):,} accumulators differ")
+
+try:
+    import onnx  # noqa: F401
+
+    _HAVE_ONNX = True
+except ImportError:
+    _HAVE_ONNX = False
+if _HAVE_ONNX:
+    _old = export_onnx(mlp_int8, (64,), weight_type="int8", allow_saturation=True)
+    _new = export_onnx(mlp_int8, (64,))
+    for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
+        _checks = check_pair_sums(_p)
+        print(f"{_label:<20} {_checks[0].operands}: worst pair sums "
+              f"{[(c.pair_min, c.pair_max) for c in _checks]}, fit the kernel: "
+              f"{all(c.ok for c in _checks)}")
+if _HAVE_ORT and _HAVE_ONNX:
+    for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
+        _eng = OnnxRunner.with_accumulators(_p).accumulators(_Xt_flat)
+        _d = [int(np.abs(e.astype(np.int64) - r).max())
+              for e, r in zip(_eng, integer_accumulators(mlp_int8, _Xt_flat))]
+        print(f"{_label:<20} onnxruntime on THIS CPU vs numpy: max |diff| per layer {_d} steps")
+
+# %% [markdown]
+# Read your numbers line by line: does the old export fit the kernel, and by how many steps does
+# its AVX2 emulation miss the numpy path? And the default export? The last two lines are the
+# real engine on the CPU you are running, so they depend on the row printed at the top of this
+# step: a `vpdpbusd` CPU sums in int32 and can be exact even on the old file, a `vpmaddubsw` CPU
+# cannot. That is why the test suite checks the *file* (`check_pair_sums`) and the emulation,
+# not only the engine on whichever CPU happens to run the tests.
 
 # %% [markdown]
 # ## Step 8: INT8, FP16 or FP32? The measured answer
