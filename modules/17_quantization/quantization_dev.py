@@ -2592,8 +2592,8 @@ if _HAVE_ONNX:
     for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
         _checks = check_pair_sums(_p)
         print(f"{_label:<20} {_checks[0].operands}: worst pair sums "
-              f"{[(c.pair_min, c.pair_max) for c in _checks]}, fit the kernel: "
-              f"{all(c.ok for c in _checks)}")
+              f"{[(c.pair_min, c.pair_max) for c in _checks]}, kernel holds {_checks[0].limit}: "
+              f"fit {all(c.ok for c in _checks)}")
 if _HAVE_ORT and _HAVE_ONNX:
     for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
         _eng = OnnxRunner.with_accumulators(_p).accumulators(_Xt_flat)
