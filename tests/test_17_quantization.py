@@ -559,13 +559,13 @@ def test_onnx_int8_engine_agrees_with_the_numpy_integer_path(digits, tmp_path):
         # what an AVX2-only CPU computes from the same file: identical as well
         for got, acc in zip(integer_accumulators(q, x[:128], kernel="avx2"), want, strict=True):
             np.testing.assert_array_equal(got, acc[: len(got)])
-        # the file carries the model's own codes (8-bit weights: + 128, zero point 128)
+        # the file carries the model's own codes: 7-bit weights (the default) stay int8
         inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-        weights = [a for k, a in inits.items() if k.startswith("w_uint8")]
+        weights = [a for k, a in inits.items() if k.startswith("w_int8")]
         layers = [m for m in q if isinstance(m, QuantizedLinear | QuantizedConv2d)]
-        assert len(weights) == len(layers)
+        assert len(weights) == len(layers) and all(m.weight_bits == 7 for m in layers)
         for w, m in zip(weights, layers, strict=True):
-            np.testing.assert_array_equal(w.astype(np.int16) - 128, m.weight)
+            np.testing.assert_array_equal(w, m.weight)
 
 
 # ----------------------------------------------------------------------------- int16 pair sums
@@ -635,8 +635,8 @@ def test_old_int8_export_is_flagged_and_refused():
 
 @pytest.mark.parametrize(
     "cfg,operands",
-    [(QConfig(), "uint8 x uint8"), (QConfig(weight_bits=7), "uint8 x int8"),
-     (QConfig(activation_bits=7), "uint8 x int8")],
+    [(QConfig(), "uint8 x int8"), (QConfig(weight_bits=8), "uint8 x uint8"),
+     (QConfig(weight_bits=8, activation_bits=7), "uint8 x int8")],
 )
 def test_default_export_cannot_saturate_and_matches_numpy_and_avx2(cfg, operands):
     pytest.importorskip("onnx")
@@ -669,6 +669,7 @@ def test_export_weight_type_is_validated():
     pytest.importorskip("onnx")
     from tinytorch.quantization import export_onnx
 
+    assert QConfig().weight_bits == 7  # the default: pairs fit int16, the fast kernel is exact
     q, _ = _old_scheme_mlp(weight_bits=7)
     with pytest.raises(ValueError, match="weight_type.*'int4'"):
         export_onnx(q, (32,), weight_type="int4")

@@ -1453,6 +1453,11 @@ for _k, _s, _p in [(3, 1, 0), (3, 2, 1), (2, 2, 0), (1, 1, 2), (5, 1, 2)]:
 #
 # `QConfig` says which observer to use where; `Quantizer(qconfig).quantize(model, loader, n)`
 # does all three steps. These are given — they are plumbing around your observers and layers.
+#
+# One default deserves a flag now: **weights use 7 bits** (`weight_bits=7`, codes in
+# `[-63, 63]`, still stored in int8), activations 8 bits. Your `compute_qparams` handles any
+# width; the reason for 7 is a property of x86 INT8 hardware that Step 7c measures (an int16
+# inside the fastest kernels). `QConfig(weight_bits=8)` gives the full `[-127, 127]` grid.
 
 # %%
 #| export
@@ -1468,8 +1473,12 @@ class QConfig:
     weight: Callable[..., Observer] = MinMaxObserver
     # int8 activations: the input type of INT8 engines (VNNI / onnxruntime kernels).
     activation_bits: int = 8
-    # 8, or 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
-    weight_bits: int = 8
+    # 7 (default): codes in [-63, 63] so that x86 uint8 x int8 kernels cannot saturate their
+    # int16 pair sums (2 * 255 * 63 <= 32767; Step 7c) and onnxruntime computes our exact
+    # integers on every CPU with its fast kernel; measured: same accuracy as 8 bits
+    # (bench/quantization.py). 8 for the full grid (exported as uint8, a slower exact kernel);
+    # 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
+    weight_bits: int = 7
     # One weight scale per output channel: a channel of small weights keeps its resolution
     # even when another channel is large (Step 5 measures the difference).
     per_channel: bool = True
@@ -1679,7 +1688,8 @@ assert int(_l0.input_zero_point) == -128, (
     "hidden: digits inputs are in [0, 1]: their affine zero point is -128"
 )
 _amax = np.abs(mlp[0].weight.data).max(axis=0)
-np.testing.assert_allclose(_l0.weight_scale, _amax / 127, rtol=1e-6, err_msg="hidden: weight scales")
+_wmax = qrange(QConfig().weight_bits, True)[1]  # 63 for the default 7-bit weights
+np.testing.assert_allclose(_l0.weight_scale, _amax / _wmax, rtol=1e-6, err_msg="hidden: weight scales")
 _qt = Quantizer(QConfig(per_channel=False)).quantize(mlp, _calib_flat, 1)
 assert np.unique(_qt[2].weight_scale).size == 1, "hidden: per_channel=False gives one weight scale"
 try:
@@ -1776,7 +1786,7 @@ for _pc in (False, True):
 #
 # ## Step 6a: below 8 bits — int4 weights
 #
-# With `QConfig(weight_bits=4)` the weight grid is `[-7, 7]`: 15 levels instead of 255. The
+# With `QConfig(weight_bits=4)` the weight grid is `[-7, 7]`: 15 levels instead of 127. The
 # codes still live in int8 arrays in memory (numpy has no 4-bit type), but on disk two codes
 # fit in one byte. Implement `pack_int4` (low nibble = even index, high nibble = odd index, an
 # odd count is padded with one 0) and `unpack_int4` (sign-extend each nibble: `v ≥ 8 → v − 16`).
@@ -2049,8 +2059,8 @@ for _name in dict.fromkeys(k[0] for k in _speed):
 # One detail: x86 INT8 kernels multiply **unsigned** activation bytes (VNNI's `vpdpbusd`), so
 # the exporter writes our int8 activation codes as **uint8 with zero point `z_x + 128`**. That is
 # the same number line shifted by 128 — `q + 128 − (z + 128) = q − z` — so the integer
-# accumulators are unchanged. Our 8-bit weights are shifted the same way (uint8, zero point
-# 128); Step 7c shows why writing them as int8 would give different integers on some CPUs.
+# accumulators are unchanged. Weights stay int8 when they are 7-bit (our default); 8-bit
+# weights are shifted the same way (uint8, zero point 128). Step 7c shows why.
 # The engine is an optional extra: `pip install tinytorch[deploy]`.
 
 # %%
@@ -2293,7 +2303,7 @@ def check_pair_sums(model) -> list[PairSumCheck]:
         out.append(
             PairSumCheck(
                 node=node.name, op=node.op_type,
-                operands=f"uint8 x {'int8' if signed else 'uint8'}",
+                operands=f"{'int8' if x_lo < 0 else 'uint8'} x {'int8' if signed else 'uint8'}",
                 input_range=(x_lo, x_hi), pair_min=lo, pair_max=hi,
                 limit=(INT16_MIN, INT16_MAX) if signed else (-(2**31), 2**31 - 1),
             )
@@ -2519,7 +2529,8 @@ if _HAVE_ORT:
 # | AVX-512 VNNI (Cascade Lake, Ice Lake, Zen 4 …), AVX-VNNI (Alder Lake …) | `vpdpbusd` | multiply 4 adjacent uint8·int8 pairs and add them straight into **int32** |
 #
 # An int16 holds at most 32767. Our activation codes, shifted to uint8, reach 255, and 8-bit
-# symmetric weights reach ±127: one pair can reach `2 · 255 · 127 = 64770`. On an AVX2 CPU that
+# symmetric weights (`QConfig(weight_bits=8)`) reach ±127: one pair can reach
+# `2 · 255 · 127 = 64770`. On an AVX2 CPU that
 # pair sum is clamped to 32767 — silently — and the accumulator is wrong by up to 32003 steps
 # per pair. A VNNI CPU computes it exactly. **The same ONNX file gives different integers on
 # different x86 CPUs**, and a test written on one of them says nothing about the other.
@@ -2529,19 +2540,20 @@ if _HAVE_ORT:
 # - **uint8 weights with zero point 128** (`w + 128`, the same numbers shifted): the engine then
 #   uses its uint8 × uint8 kernel, which widens both operands to int16 and sums pairs in int32
 #   (`vpmaddwd`): exact on every CPU, at some speed cost;
-# - **7-bit weights** (`QConfig(weight_bits=7)`, codes in [−63, 63]): `2 · 255 · 63 = 32130` fits;
-#   the fast uint8 × int8 kernel stays exact — ONNX Runtime's own quantizer calls this
-#   `reduce_range`;
+# - **7-bit weights** (`QConfig(weight_bits=7)`, codes in [−63, 63], **our default**):
+#   `2 · 255 · 63 = 32130` fits; the fast uint8 × int8 kernel stays exact — ONNX Runtime's own
+#   quantizer calls this `reduce_range`;
 # - **7-bit activations** (`QConfig(activation_bits=7)`, uint8 codes in [0, 127]): `2 · 127 · 127`
 #   fits.
 #
 # `export_onnx(..., weight_type="auto")` (the default) writes each layer's weights as int8 only
 # when `check_pair_sums` proves that no input can saturate a pair (7-bit weights or inputs), and
-# as uint8 with zero point 128 otherwise (our default 8-bit model). It refuses to write a file
-# that could saturate unless you ask for it (`allow_saturation=True`, used below to study the
-# failure). `bench/quantization.py` measures all four ways (accuracy, file size, speed); the
-# numpy path stays the reference in each case, because the exported integers *are* the
-# model's integers.
+# as uint8 with zero point 128 otherwise (8-bit weights). It refuses to write a file that could
+# saturate unless you ask for it (`allow_saturation=True`, used below to study the failure).
+# `bench/quantization.py` measures all four ways: the same test accuracy and file size, and the
+# uint8 × uint8 kernel about half as fast as uint8 × int8 — hence 7-bit weights by default.
+# The numpy path stays the reference in each case: the exported integers *are* the model's.
+# The next cell measures the speed difference on your machine.
 #
 # First: what does **your** CPU use? `cpu_features()` reads its flags (from `/proc/cpuinfo` on
 # Linux) at run time.
@@ -2566,18 +2578,25 @@ print(f"255*127 + 255*127: exact {255 * 127 * 2}, AVX2 vpmaddubsw "
 # Now the digits MLP. `integer_accumulators(model, x)` returns the int32 accumulator of every
 # quantized layer as the numpy path computes it; with `kernel="avx2"` it computes what an AVX2
 # engine makes of the operands `export_onnx` writes (`saturating_pair_matmul`: pairs clamped to
-# int16). Compare the old export (int8 weights, 8-bit codes) with the default one, first by
-# emulation — this is what an AVX2-only CPU would do, whatever CPU you have — then with the real
-# engine on your CPU.
+# int16). Three files: an 8-bit-weight MLP written naively with int8 weights, the same model
+# written by the default export (uint8 weights), and our default 7-bit model `mlp_int8` (int8
+# weights). First by emulation — what an AVX2-only CPU would do, whatever CPU you have — then
+# with the real engine on your CPU.
 
 # %%
+_mlp_w8 = Quantizer(QConfig(weight_bits=8)).quantize(mlp, _calib_flat, num_batches=4)
+_files = {  # label: (model, weight_type, allow_saturation)
+    "8-bit, int8 weights": (_mlp_w8, "int8", True),
+    "8-bit, default export": (_mlp_w8, "auto", False),
+    "7-bit (default model)": (mlp_int8, "auto", False),
+}
 _xs = _Xt_flat[:256]  # the emulation is slow numpy: a subset is enough to see it
-_ref = integer_accumulators(mlp_int8, _xs)
-for _label, _wt in (("old: int8 weights", "int8"), ("default (auto)", "auto")):
-    _emu = integer_accumulators(mlp_int8, _xs, kernel="avx2", weight_type=_wt)
+for _label, (_m, _wt, _allow) in _files.items():
+    _ref = integer_accumulators(_m, _xs)
+    _emu = integer_accumulators(_m, _xs, kernel="avx2", weight_type=_wt)
     _d = [int(np.abs(e.astype(np.int64) - r).max()) for e, r in zip(_emu, _ref)]
     _n = sum(int((e != r).sum()) for e, r in zip(_emu, _ref))
-    print(f"{_label:<20} AVX2 emulation vs numpy: max |diff| per layer {_d} accumulator steps, "
+    print(f"{_label:<22} AVX2 emulation vs numpy: max |diff| per layer {_d} steps, "
           f"{_n:,} of {sum(r.size for r in _ref):,} accumulators differ")
 
 try:
@@ -2587,26 +2606,33 @@ try:
 except ImportError:
     _HAVE_ONNX = False
 if _HAVE_ONNX:
-    _old = export_onnx(mlp_int8, (64,), weight_type="int8", allow_saturation=True)
-    _new = export_onnx(mlp_int8, (64,))
-    for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
+    _protos = {k: export_onnx(m, (64,), weight_type=wt, allow_saturation=a)
+               for k, (m, wt, a) in _files.items()}
+    for _label, _p in _protos.items():
         _checks = check_pair_sums(_p)
-        print(f"{_label:<20} {_checks[0].operands}: worst pair sums "
+        print(f"{_label:<22} {_checks[0].operands}: worst pair sums "
               f"{[(c.pair_min, c.pair_max) for c in _checks]}, kernel holds {_checks[0].limit}: "
               f"fit {all(c.ok for c in _checks)}")
 if _HAVE_ORT and _HAVE_ONNX:
-    for _label, _p in (("old: int8 weights", _old), ("default (auto)", _new)):
+    for _label, _p in _protos.items():
+        _m = _files[_label][0]
         _eng = OnnxRunner.with_accumulators(_p).accumulators(_Xt_flat)
         _d = [int(np.abs(e.astype(np.int64) - r).max())
-              for e, r in zip(_eng, integer_accumulators(mlp_int8, _Xt_flat))]
-        print(f"{_label:<20} onnxruntime on THIS CPU vs numpy: max |diff| per layer {_d} steps")
+              for e, r in zip(_eng, integer_accumulators(_m, _Xt_flat))]
+        print(f"{_label:<22} onnxruntime on THIS CPU vs numpy: max |diff| per layer {_d} steps")
+    _r8, _r7 = OnnxRunner(_protos["8-bit, default export"]), OnnxRunner(_protos["7-bit (default model)"])
+    _t8 = benchmark(lambda: _r8(_x64), repeats=30, warmup=3)
+    _t7 = benchmark(lambda: _r7(_x64), repeats=30, warmup=3)
+    print(f"batch 64 on onnxruntime: 8-bit weights (uint8 x uint8) {_t8 * 1e3:.3f} ms, "
+          f"7-bit weights (uint8 x int8) {_t7 * 1e3:.3f} ms -> {_t8 / _t7:.2f}x; test accuracy "
+          f"{_acc(_mlp_w8, _Xt_flat):.2%} vs {_acc(mlp_int8, _Xt_flat):.2%}")
 
 # %% [markdown]
-# Read your numbers line by line: does the old export fit the kernel, and by how many steps does
-# its AVX2 emulation miss the numpy path? And the default export? The last two lines are the
-# real engine on the CPU you are running, so they depend on the row printed at the top of this
-# step: a `vpdpbusd` CPU sums in int32 and can be exact even on the old file, a `vpmaddubsw` CPU
-# cannot. That is why the test suite checks the *file* (`check_pair_sums`) and the emulation,
+# Read your numbers line by line: does the naive int8 file fit the kernel, and by how many steps
+# does its AVX2 emulation miss the numpy path? And the two files the default export writes? The
+# onnxruntime lines are the real engine on the CPU you are running, so they depend on the row
+# printed at the top of this step: a `vpdpbusd` CPU sums in int32 and can be exact even on the
+# naive file, a `vpmaddubsw` CPU cannot. That is why the test suite checks the *file* (`check_pair_sums`) and the emulation,
 # not only the engine on whichever CPU happens to run the tests.
 
 # %% [markdown]
