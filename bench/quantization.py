@@ -15,7 +15,8 @@ ONNX (the INT8 graph carries the model's own weight codes and scales) and times,
 The MLP (64 -> 1024 -> 1024 -> 10) is wide so that compute dominates; the CNN is small and
 shows what an engine does (and does not do) for a model that is mostly call overhead. A last
 table times onnxruntime's own convolution kernels on one 64-channel layer — FP32 `Conv`,
-`ConvInteger` (int32 out: what our exporter uses, matching our float-between-layers design) and
+`ConvInteger` with int8 and with uint8 weights (int32 out: what our exporter uses, matching our
+float-between-layers design; it writes uint8 conv weights, the faster of the two) and
 `QLinearConv` (int8 in and out, requantized) — to show which INT8 conv is the engine's fast path.
 
 A candidates table compares ways to write the INT8 model for the engine, because on AVX2 (and
@@ -238,7 +239,7 @@ def candidates(name, float_model, calib, z32, x_test, y_test, input_shape, repea
     for batch in (1, 64):
         xb = np.ascontiguousarray(x_test[:batch])
         secs = H.compare({k: (lambda f=f, x=xb: f(x)) for k, f in runners.items()},
-                         repeats=repeats, warmup=2)
+                         repeats=2 * repeats, warmup=2)
         for cand in CANDIDATES:
             out[cand][f"ms_batch_{batch}"] = secs[cand] * 1e3
             out[cand][f"speedup_batch_{batch}"] = secs["FP32 numpy"] / secs[cand]
@@ -288,6 +289,11 @@ def ort_conv_kernels(quick: bool, repeats: int) -> dict:
         "ConvInteger (int32 out)": model(
             [quant, helper.make_node("ConvInteger", ["q", "w_q", "z_x"], ["y"], **pads)],
             {"w_q": w_q, "s_x": s_x, "z_x": z_x}, T.INT32,
+        ),
+        "ConvInteger, uint8 weights": model(  # what export_onnx writes for Conv2d
+            [quant, helper.make_node("ConvInteger", ["q", "w_u", "z_x", "z_w"], ["y"], **pads)],
+            {"w_u": (w_q.astype(np.int16) + 128).astype(np.uint8), "s_x": s_x, "z_x": z_x,
+             "z_w": np.array(128, np.uint8)}, T.INT32,
         ),
         "QLinearConv (uint8 out)": model(
             [quant, helper.make_node(

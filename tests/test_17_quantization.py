@@ -559,13 +559,17 @@ def test_onnx_int8_engine_agrees_with_the_numpy_integer_path(digits, tmp_path):
         # what an AVX2-only CPU computes from the same file: identical as well
         for got, acc in zip(integer_accumulators(q, x[:128], kernel="avx2"), want, strict=True):
             np.testing.assert_array_equal(got, acc[: len(got)])
-        # the file carries the model's own codes: 7-bit weights (the default) stay int8
+        # the file carries the model's own codes: 7-bit Linear weights (the default) stay int8,
+        # Conv2d weights are written as uint8 (+ 128, zero point 128)
         inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-        weights = [a for k, a in inits.items() if k.startswith("w_int8")]
+        weights = [a for k, a in inits.items() if k.startswith(("w_int8", "w_uint8"))]
         layers = [m for m in q if isinstance(m, QuantizedLinear | QuantizedConv2d)]
         assert len(weights) == len(layers) and all(m.weight_bits == 7 for m in layers)
         for w, m in zip(weights, layers, strict=True):
-            np.testing.assert_array_equal(w, m.weight)
+            want = np.uint8 if isinstance(m, QuantizedConv2d) else np.int8
+            assert w.dtype == want, (type(m).__name__, w.dtype)
+            np.testing.assert_array_equal(w.astype(np.int16) - (128 if want == np.uint8 else 0),
+                                          m.weight)
 
 
 # ----------------------------------------------------------------------------- int16 pair sums
@@ -652,7 +656,9 @@ def test_default_export_cannot_saturate_and_matches_numpy_and_avx2(cfg, operands
     proto = export_onnx(q, (1, 6, 6))
     checks = check_pair_sums(proto)
     assert [c.op for c in checks] == ["ConvInteger", "MatMulInteger", "MatMulInteger"]
-    assert all(c.ok and c.operands == operands for c in checks), checks
+    assert all(c.ok for c in checks), checks
+    assert checks[0].operands == "uint8 x uint8"  # conv: uint8 weights, the faster ConvInteger
+    assert all(c.operands == operands for c in checks[1:]), checks
     if cfg.activation_bits == 7:
         assert all(c.input_range == (0, 127) for c in checks)  # the Clip is seen by the check
     x_out = x * 4  # beyond the calibrated range: saturating QuantizeLinear must agree too
