@@ -603,6 +603,25 @@ def test_saturating_pair_matmul_is_the_avx2_kernel(n, k, c, seed):
     )
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 5), st.integers(1, 127), st.integers(0, 2**32 - 1))
+def test_pair_check_is_sound_and_tight(k, c, wmax, seed):
+    """pair_sum_range inside int16 <=> the AVX2 kernel is exact for every input in the range."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-wmax, wmax + 1, (k, c)).astype(np.int8)
+    hi_x = int(rng.choice([127, 255]))
+    lo, hi = pair_sum_range(w, 0, hi_x)
+    fits = -32768 <= lo and hi <= 32767
+    a = rng.integers(0, hi_x + 1, (16, k)).astype(np.uint8)
+    # the worst inputs of every column: each code at the end of the range that maximizes
+    # (or minimizes) its product
+    worst = np.concatenate([np.where(w.T > 0, hi_x, 0), np.where(w.T < 0, hi_x, 0)])
+    a = np.concatenate([a, worst.astype(np.uint8)])  # (16 + 2C, K)
+    exact = a.astype(np.int64) @ w.astype(np.int64)
+    same = np.array_equal(saturating_pair_matmul(a, w), exact)
+    assert same == fits, (lo, hi, same)
+
+
 def test_saturation_is_what_the_issue_measured():
     a = np.array([[255, 255]], np.uint8)
     w = np.array([[127], [127]], np.int8)
