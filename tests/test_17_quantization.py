@@ -34,17 +34,21 @@ from tinytorch.quantization import (
     QuantizedLinear,
     Quantizer,
     calibrate,
+    check_pair_sums,
     compute_qparams,
     convert,
     dequantize,
     im2col_int8,
     int8_matmul,
+    integer_accumulators,
     pack_int4,
+    pair_sum_range,
     prepare,
     qrange,
     quantize,
     quantized_compute,
     requantize,
+    saturating_pair_matmul,
     serialized_size,
     size_report,
     state_nbytes,
@@ -523,6 +527,10 @@ def test_onnx_small_models_match_numpy():
     proto = export_onnx(q, (8,))
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "MatMulInteger"} <= ops
+    assert all(c.ok for c in check_pair_sums(proto))  # holds on AVX2 and VNNI CPUs alike
+    runner = OnnxRunner.with_accumulators(proto)
+    for got, want in zip(runner.accumulators(x), integer_accumulators(q, x), strict=True):
+        np.testing.assert_array_equal(got, want)  # the same integers, not merely close
     np.testing.assert_allclose(OnnxRunner(proto)(x), q(x).data, rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="GELU"):
         export_onnx(nn.Sequential(nn.Linear(8, 8), nn.GELU()), (8,))
@@ -532,22 +540,185 @@ def test_onnx_small_models_match_numpy():
 def test_onnx_int8_engine_agrees_with_the_numpy_integer_path(digits, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import numpy_helper
+
     from tinytorch.quantization import OnnxRunner, export_onnx
 
     for key, x, shape in (("mlp8", digits["xt"], (64,)), ("cnn8", digits["xti"], (1, 8, 8))):
         q = digits[key]
         path = tmp_path / f"{key}.onnx"
         export_onnx(q, shape, path=path)
-        ort = OnnxRunner(path)
-        z_np, z_ort = q(x).data, ort(x)
-        step = float(q[-1].multiplier.max())  # one unit of the last int32 accumulator
-        assert np.abs(z_ort - z_np).max() <= step, (key, np.abs(z_ort - z_np).max(), step)
-        assert (z_ort.argmax(1) == z_np.argmax(1)).all()
-        w_onnx = [i for i in __import__("onnx").load(str(path)).graph.initializer
-                  if i.data_type == 3]  # INT8 initializers: the model's own codes
-        assert sum(int(np.prod(i.dims)) for i in w_onnx) == sum(
-            m.weight.size for m in q if isinstance(m, QuantizedLinear | QuantizedConv2d)
-        )
+        assert all(c.ok for c in check_pair_sums(path)), check_pair_sums(path)
+        ort = OnnxRunner.with_accumulators(path)
+        want = integer_accumulators(q, x)
+        for got, acc in zip(ort.accumulators(x), want, strict=True):
+            np.testing.assert_array_equal(got, acc)  # 0 accumulator steps, on any x86 CPU
+        # float epilogue (Cast, Mul, Add) in float32 on both sides; the engine may fuse it
+        np.testing.assert_allclose(OnnxRunner(path)(x), q(x).data, rtol=1e-6, atol=1e-6)
+        # what an AVX2-only CPU computes from the same file: identical as well
+        for got, acc in zip(integer_accumulators(q, x[:128], kernel="avx2"), want, strict=True):
+            np.testing.assert_array_equal(got, acc[: len(got)])
+        # the file carries the model's own codes: 7-bit Linear weights (the default) stay int8,
+        # Conv2d weights are written as uint8 (+ 128, zero point 128)
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        weights = [a for k, a in inits.items() if k.startswith(("w_int8", "w_uint8"))]
+        layers = [m for m in q if isinstance(m, QuantizedLinear | QuantizedConv2d)]
+        assert len(weights) == len(layers) and all(m.weight_bits == 7 for m in layers)
+        for w, m in zip(weights, layers, strict=True):
+            want = np.uint8 if isinstance(m, QuantizedConv2d) else np.int8
+            assert w.dtype == want, (type(m).__name__, w.dtype)
+            np.testing.assert_array_equal(w.astype(np.int16) - (128 if want == np.uint8 else 0),
+                                          m.weight)
+
+
+# ----------------------------------------------------------------------------- int16 pair sums
+def _old_scheme_mlp(seed=0, weight_bits=8):
+    """A trained-looking MLP quantized with post-ReLU inputs in [0, 255] as uint8."""
+    nn.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(32, 48), nn.ReLU(), nn.Linear(48, 10))
+    x = np.random.default_rng(seed).uniform(0, 1, (64, 32)).astype(np.float32)
+    return Quantizer(QConfig(weight_bits=weight_bits)).quantize(model, [(x, None)]), x
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_saturating_pair_matmul_is_the_avx2_kernel(n, k, c, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (n, k)).astype(np.uint8)
+    b = rng.integers(-128, 128, (k, c)).astype(np.int8)
+    # reference: one k pair at a time, products in Python ints, clamp, sum
+    want = np.zeros((n, c), np.int64)
+    for i in range(n):
+        for j in range(c):
+            for p in range(0, k, 2):
+                s = int(a[i, p]) * int(b[p, j])
+                if p + 1 < k:
+                    s += int(a[i, p + 1]) * int(b[p + 1, j])
+                want[i, j] += min(max(s, -32768), 32767)
+    np.testing.assert_array_equal(saturating_pair_matmul(a, b), want)
+    small = np.clip(b, -63, 63)  # 7-bit weights: every pair fits, the kernel is exact
+    np.testing.assert_array_equal(
+        saturating_pair_matmul(a, small), a.astype(np.int64) @ small.astype(np.int64)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 5), st.integers(1, 127), st.integers(0, 2**32 - 1))
+def test_pair_check_is_sound_and_tight(k, c, wmax, seed):
+    """pair_sum_range inside int16 <=> the AVX2 kernel is exact for every input in the range."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-wmax, wmax + 1, (k, c)).astype(np.int8)
+    hi_x = int(rng.choice([127, 255]))
+    lo, hi = pair_sum_range(w, 0, hi_x)
+    fits = -32768 <= lo and hi <= 32767
+    a = rng.integers(0, hi_x + 1, (16, k)).astype(np.uint8)
+    # the worst inputs of every column: each code at the end of the range that maximizes
+    # (or minimizes) its product
+    worst = np.concatenate([np.where(w.T > 0, hi_x, 0), np.where(w.T < 0, hi_x, 0)])
+    a = np.concatenate([a, worst.astype(np.uint8)])  # (16 + 2C, K)
+    exact = a.astype(np.int64) @ w.astype(np.int64)
+    same = np.array_equal(saturating_pair_matmul(a, w), exact)
+    assert same == fits, (lo, hi, same)
+
+
+def test_saturation_is_what_the_issue_measured():
+    a = np.array([[255, 255]], np.uint8)
+    w = np.array([[127], [127]], np.int8)
+    assert int(saturating_pair_matmul(a, w)[0, 0]) == 32767  # 2 * 255 * 127 = 64770 clamped
+    with pytest.raises(TypeError, match="uint8 @ int8"):
+        saturating_pair_matmul(a.astype(np.int8), w)
+
+
+def test_pair_sum_range_is_exact_at_the_ends_of_the_input_range():
+    w = np.array([[127, -127, 3], [127, -127, -5], [64, 0, 0]], np.int8)  # (K=3, C=3)
+    assert pair_sum_range(w, 0, 255) == (-64770, 64770)
+    assert pair_sum_range(w, 0, 127) == (-32258, 32258)
+    assert pair_sum_range(np.array([[-63], [-63]], np.int8), 0, 255) == (-32130, 0)
+
+
+def test_old_int8_export_is_flagged_and_refused():
+    """The check can fail: the old scheme (8-bit int8 weights) is caught from the file alone."""
+    pytest.importorskip("onnx")
+    from tinytorch.quantization import export_onnx
+
+    q, x = _old_scheme_mlp()
+    with pytest.raises(ValueError, match=r"saturate.*int16.*weight_bits=7"):
+        export_onnx(q, (32,), weight_type="int8")
+    old = export_onnx(q, (32,), weight_type="int8", allow_saturation=True)
+    checks = check_pair_sums(old)
+    assert [c.operands for c in checks] == ["uint8 x int8"] * 2
+    assert not any(c.ok for c in checks)
+    assert max(c.pair_max for c in checks) > 32767
+    # and the emulated AVX2 kernel really computes different integers on ordinary inputs
+    avx2 = integer_accumulators(q, x, kernel="avx2", weight_type="int8")
+    ref = integer_accumulators(q, x)
+    assert any((a != r).any() for a, r in zip(avx2, ref, strict=True))
+
+
+@pytest.mark.parametrize(
+    "cfg,operands",
+    [(QConfig(), "uint8 x int8"), (QConfig(weight_bits=8), "uint8 x uint8"),
+     (QConfig(weight_bits=8, activation_bits=7), "uint8 x int8")],
+)
+def test_default_export_cannot_saturate_and_matches_numpy_and_avx2(cfg, operands):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from tinytorch.quantization import OnnxRunner, export_onnx
+
+    nn.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 6 * 6, 24), nn.ReLU(), nn.Linear(24, 5))
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 3, (40, 1, 6, 6)).astype(np.float32)
+    q = Quantizer(cfg).quantize(model, [(x, None)])
+    proto = export_onnx(q, (1, 6, 6))
+    checks = check_pair_sums(proto)
+    assert [c.op for c in checks] == ["ConvInteger", "MatMulInteger", "MatMulInteger"]
+    assert all(c.ok for c in checks), checks
+    assert checks[0].operands == "uint8 x uint8"  # conv: uint8 weights, the faster ConvInteger
+    assert all(c.operands == operands for c in checks[1:]), checks
+    if cfg.activation_bits == 7:
+        assert all(c.input_range == (0, 127) for c in checks)  # the Clip is seen by the check
+    x_out = x * 4  # beyond the calibrated range: saturating QuantizeLinear must agree too
+    ref = integer_accumulators(q, x_out)
+    runner = OnnxRunner.with_accumulators(proto)
+    for eng, emu, r in zip(runner.accumulators(x_out), integer_accumulators(q, x_out, "avx2"),
+                           ref, strict=True):
+        np.testing.assert_array_equal(eng, r)
+        np.testing.assert_array_equal(emu, r)
+    np.testing.assert_allclose(OnnxRunner(proto)(x_out), q(x_out).data, rtol=1e-6, atol=1e-6)
+
+
+def test_export_weight_type_is_validated():
+    pytest.importorskip("onnx")
+    from tinytorch.quantization import export_onnx
+
+    assert QConfig().weight_bits == 7  # the default: pairs fit int16, the fast kernel is exact
+    q, _ = _old_scheme_mlp(weight_bits=7)
+    with pytest.raises(ValueError, match="weight_type.*'int4'"):
+        export_onnx(q, (32,), weight_type="int4")
+    assert all(c.operands == "uint8 x int8" for c in check_pair_sums(export_onnx(q, (32,))))
+
+
+def test_cpu_features_reads_flags_and_falls_back(tmp_path):
+    from tinytorch.core.hardware import cpu_features, parse_cpuinfo
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nmodel name\t: Some EPYC\nflags\t\t: sse2 avx2 fma\n\n"
+                    "processor\t: 1\nflags\t\t: sse2 avx2 fma\n")
+    cpu = cpu_features(avx2)
+    assert cpu.model == "Some EPYC" and cpu.has("AVX2") and not cpu.has("avx512_vnni")
+    if cpu.x86:
+        assert cpu.saturating_int8_pairs is True and "vpmaddubsw" in cpu.int8_dot_instruction
+    vnni = tmp_path / "vnni"
+    vnni.write_text("flags\t: avx2 avx512f avx512bw avx512_vnni\n")
+    assert "vpdpbusd" in cpu_features(vnni).int8_dot_instruction
+    assert parse_cpuinfo("Features\t: fp asimd asimddp\n")[1] >= {"asimddp"}
+    missing = cpu_features(tmp_path / "nope")
+    if missing.source == "unavailable":  # Linux: nothing to read -> unknown, never "safe"
+        assert not missing.known and missing.saturating_int8_pairs is None
+    assert cpu_features().model  # this machine: something readable
 
 
 # ----------------------------------------------------------------------------- bench

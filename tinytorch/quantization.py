@@ -60,6 +60,14 @@ __all__ = [
     "plot_size_report",
     # an INT8 engine
     "DEPLOY_HINT",
+    "INT16_MIN",
+    "INT16_MAX",
+    "ONNX_WEIGHT_TYPES",
+    "pair_sum_range",
+    "saturating_pair_matmul",
+    "integer_accumulators",
+    "PairSumCheck",
+    "check_pair_sums",
     "export_onnx",
     "OnnxRunner",
 ]
@@ -686,8 +694,12 @@ class QConfig:
     weight: Callable[..., Observer] = MinMaxObserver
     # int8 activations: the input type of INT8 engines (VNNI / onnxruntime kernels).
     activation_bits: int = 8
-    # 8, or 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
-    weight_bits: int = 8
+    # 7 (default): codes in [-63, 63] so that x86 uint8 x int8 kernels cannot saturate their
+    # int16 pair sums (2 * 255 * 63 <= 32767; Step 7c) and onnxruntime computes our exact
+    # integers on every CPU with its fast kernel; measured: same accuracy as 8 bits
+    # (bench/quantization.py). 8 for the full grid (exported as uint8, a slower exact kernel);
+    # 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
+    weight_bits: int = 7
     # One weight scale per output channel: a channel of small weights keeps its resolution
     # even when another channel is large (Step 5 measures the difference).
     per_channel: bool = True
@@ -985,30 +997,231 @@ def _onnx_layers(model: Module) -> list[Module]:
     return [model]
 
 
-def _uint8_zero_point(layer: _QuantizedLayer) -> np.ndarray:
-    if layer.activation_bits != 8:
-        raise ValueError(
-            f"ONNX export supports 8-bit activations, {layer!r} has {layer.activation_bits}"
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1  # what one vpmaddubsw lane can hold
+ONNX_WEIGHT_TYPES = ("auto", "uint8", "int8")
+
+
+def _uint8_operand(layer: _QuantizedLayer) -> tuple[int, int]:
+    """(uint8 zero point, largest uint8 code) of the layer's input as the engine sees it.
+
+    Our b-bit codes [-2^(b-1), 2^(b-1) - 1] become uint8 [0, 2^b - 1] by adding 2^(b-1): the
+    same number line shifted, so q + 2^(b-1) - (z + 2^(b-1)) = q - z is unchanged.
+    """
+    shift = 2 ** (layer.activation_bits - 1)
+    return int(layer.input_zero_point) + shift, 2 * shift - 1
+
+
+def _weight_matrix(layer: _QuantizedLayer) -> np.ndarray:
+    """(K, C) int8 view of the weight in the engine's reduction order (K = in or in*kh*kw)."""
+    if isinstance(layer, QuantizedLinear):
+        return layer.weight  # (in, out)
+    return layer.weight.reshape(layer.out_channels, -1).T  # (in*kh*kw, out), im2col order
+
+
+def pair_sum_range(w: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
+    """(min, max) over inputs in [x_lo, x_hi] of x[2j] w[2j, c] + x[2j+1] w[2j+1, c].
+
+    `w` is (K, C) with K the reduction axis: the adjacent pairs one `vpmaddubsw` lane adds.
+    Each product is extreme at an end of the input range, so the bound is exact.
+    """
+    w = np.asarray(w).astype(np.int64)
+    if w.shape[0] % 2:
+        w = np.concatenate([w, np.zeros((1, w.shape[1]), np.int64)])  # (K + 1, C): zero pad
+    hi = np.maximum(x_lo * w, x_hi * w)  # (K, C) largest product per weight
+    lo = np.minimum(x_lo * w, x_hi * w)
+    pair_hi, pair_lo = hi[0::2] + hi[1::2], lo[0::2] + lo[1::2]  # (K/2, C)
+    if pair_hi.size == 0:
+        return 0, 0
+    return int(pair_lo.min()), int(pair_hi.max())
+
+
+def _onnx_weight(layer: _QuantizedLayer, weight_type: str) -> tuple[np.ndarray, int | None]:
+    """(weight as exported, weight zero point or None) for weight_type "int8" or "uint8".
+
+    "int8": the codes themselves, zero point 0 -> the engine's uint8 x int8 kernel.
+    "uint8": codes + 128 with zero point 128 -> its uint8 x uint8 kernel. Same integers:
+    (w + 128) - 128 = w.
+    "auto": Linear: int8 when no input can saturate an int16 pair sum, else uint8. Conv2d:
+    uint8 (onnxruntime's ConvInteger measured 1.2-4x faster with uint8 weights, bench table).
+    """
+    if weight_type not in ONNX_WEIGHT_TYPES:
+        raise ValueError(f"weight_type must be one of {ONNX_WEIGHT_TYPES}, got {weight_type!r}")
+    if weight_type == "auto" and isinstance(layer, QuantizedConv2d):
+        weight_type = "uint8"
+    if weight_type == "auto":
+        _, x_hi = _uint8_operand(layer)
+        lo, hi = pair_sum_range(_weight_matrix(layer), 0, x_hi)
+        weight_type = "int8" if INT16_MIN <= lo and hi <= INT16_MAX else "uint8"
+    if weight_type == "int8":
+        return layer.weight, None
+    return (layer.weight.astype(np.int16) + 128).astype(np.uint8), 128
+
+
+def saturating_pair_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, K) uint8 @ (K, C) int8 as AVX2's `vpmaddubsw` + `vpmaddwd` compute it.
+
+    Products of adjacent k (0 and 1, 2 and 3, ...) are added and **saturated to int16**; the
+    pair sums are then added in int32. Equals the exact product when no pair leaves int16.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.uint8 or b.dtype != np.int8:
+        raise TypeError(f"saturating_pair_matmul takes uint8 @ int8, got {a.dtype} @ {b.dtype}")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply shapes {a.shape} and {b.shape}")
+    n, k = a.shape
+    if k % 2:  # the kernel pads K with zeros
+        a = np.concatenate([a, np.zeros((n, 1), np.uint8)], axis=1)  # (N, K + 1)
+        b = np.concatenate([b, np.zeros((1, b.shape[1]), np.int8)])  # (K + 1, C)
+    b2 = b.astype(np.int32).reshape(-1, 2, b.shape[1])  # (K/2, 2, C)
+    acc = np.empty((n, b.shape[1]), np.int64)
+    rows = max(1, 2**22 // max(1, b2.shape[0] * b2.shape[2]))  # bound the (rows, K/2, C) block
+    for s in range(0, n, rows):
+        a2 = a[s : s + rows].astype(np.int32).reshape(-1, b2.shape[0], 2)  # (r, K/2, 2)
+        pair = a2[:, :, 0, None] * b2[None, :, 0] + a2[:, :, 1, None] * b2[None, :, 1]
+        acc[s : s + rows] = np.clip(pair, INT16_MIN, INT16_MAX).sum(axis=1)  # (r, C)
+    return acc.astype(np.int32)
+
+
+def _engine_accumulator(a: np.ndarray, za: int, w: np.ndarray, zw: int | None, kernel: str):
+    """int32 sum_k (a - za)(w - zw) as the engine computes it: raw products, then corrections."""
+    if kernel == "avx2" and w.dtype == np.int8:
+        raw = saturating_pair_matmul(a, w).astype(np.int64)
+    else:  # uint8 x uint8 (int16 x int16 -> int32 pairs) and VNNI: exact
+        raw = a.astype(np.int64) @ w.astype(np.int64)
+    zw = zw or 0
+    acc = raw - za * w.astype(np.int64).sum(axis=0) - zw * a.astype(np.int64).sum(axis=1)[:, None]
+    return (acc + a.shape[1] * za * zw).astype(np.int32)  # (N, C)
+
+
+def integer_accumulators(
+    model: Module, x, kernel: str = "numpy", weight_type: str = "auto"
+) -> list[np.ndarray]:
+    """The int32 accumulator of every quantized layer of a Sequential, for the input `x`.
+
+    kernel="numpy": what the numpy integer path (`int8_matmul`) computes. kernel="avx2": what
+    an AVX2 engine computes from the operands `export_onnx(model, weight_type=...)` writes
+    (uint8 x int8: saturating int16 pair sums; uint8 x uint8: exact). Conv accumulators are
+    (N*Ho*Wo, C_out), Linear ones (N, C_out).
+    """
+    if kernel not in ("numpy", "avx2"):
+        raise ValueError(f"kernel must be 'numpy' or 'avx2', got {kernel!r}")
+    out = []
+    h = _float_array(x, "integer_accumulators")
+    with no_grad(), quantized_compute("integer"):
+        for layer in _onnx_layers(model):
+            if isinstance(layer, _QuantizedLayer):
+                iq, zx = layer.input_qparams, int(layer.input_zero_point)
+                q = quantize(h, iq)
+                if isinstance(layer, QuantizedConv2d):
+                    q = im2col_int8(q, layer.kernel_size, layer.stride, layer.padding, zx)
+                w = _weight_matrix(layer)
+                if kernel == "numpy":
+                    out.append(int8_matmul(q, zx, w))
+                else:
+                    za, _ = _uint8_operand(layer)
+                    a = (q.astype(np.int16) + (za - zx)).astype(np.uint8)  # uint8 codes
+                    wt, zw = _onnx_weight(layer, weight_type)
+                    if isinstance(layer, QuantizedConv2d):
+                        wt = wt.reshape(layer.out_channels, -1).T  # (K, C)
+                    out.append(_engine_accumulator(a, za, wt, zw, kernel))
+            y = layer(h)
+            h = y.data if isinstance(y, Tensor) else np.asarray(y)
+    return out
+
+
+@dataclass(frozen=True)
+class PairSumCheck:
+    """Can one integer node of an ONNX graph saturate an int16 pair sum? (`check_pair_sums`)"""
+
+    node: str  # ONNX node name, e.g. "acc_5"
+    op: str  # "MatMulInteger" or "ConvInteger"
+    operands: str  # "uint8 x int8" (vpmaddubsw on AVX2) or "uint8 x uint8" (int16 x int16)
+    input_range: tuple[int, int]  # the codes the activation input can take
+    pair_min: int  # smallest / largest adjacent pair sum over all inputs in input_range
+    pair_max: int
+    limit: tuple[int, int]  # what the kernel's pair accumulator holds
+
+    @property
+    def ok(self) -> bool:
+        return self.limit[0] <= self.pair_min and self.pair_max <= self.limit[1]
+
+
+def _input_range(name: str, producers: dict, inits: dict) -> tuple[int, int]:
+    """Codes an integer tensor can hold: its dtype's range, narrowed by Clip nodes."""
+    node = producers.get(name)
+    if node is None:
+        arr = inits.get(name)
+        if arr is not None and arr.size:
+            return int(arr.min()), int(arr.max())
+        return 0, 255  # a graph input of unknown range: all of uint8
+    if node.op_type == "Clip":
+        lo, hi = _input_range(node.input[0], producers, inits)
+        if len(node.input) > 1 and node.input[1] in inits:
+            lo = max(lo, int(inits[node.input[1]]))
+        if len(node.input) > 2 and node.input[2] in inits:
+            hi = min(hi, int(inits[node.input[2]]))
+        return lo, hi
+    if node.op_type == "QuantizeLinear":
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if zp is not None and zp.dtype == np.int8:
+            return -128, 127
+        return 0, 255
+    return 0, 255
+
+
+def check_pair_sums(model) -> list[PairSumCheck]:
+    """For every MatMulInteger / ConvInteger of an ONNX model (proto or path): the adjacent
+    pair sums its weights allow over the whole range of its input codes, against what the
+    kernel for its operand types holds (uint8 x int8: int16, as AVX2's `vpmaddubsw`)."""
+    onnx, _, numpy_helper, _ = _import_onnx()
+    proto = model if hasattr(model, "graph") else onnx.load(str(model))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    out = []
+    for node in proto.graph.node:
+        if node.op_type not in ("MatMulInteger", "ConvInteger"):
+            continue
+        w = inits.get(node.input[1])
+        if w is None:
+            raise ValueError(f"{node.name}: weight {node.input[1]!r} is not an initializer")
+        w_kc = w if node.op_type == "MatMulInteger" else w.reshape(w.shape[0], -1).T  # (K, C)
+        x_lo, x_hi = _input_range(node.input[0], producers, inits)
+        lo, hi = pair_sum_range(w_kc, x_lo, x_hi)
+        signed = w.dtype == np.int8
+        out.append(
+            PairSumCheck(
+                node=node.name, op=node.op_type,
+                operands=f"{'int8' if x_lo < 0 else 'uint8'} x {'int8' if signed else 'uint8'}",
+                input_range=(x_lo, x_hi), pair_min=lo, pair_max=hi,
+                limit=(INT16_MIN, INT16_MAX) if signed else (-(2**31), 2**31 - 1),
+            )
         )
-    return np.array(int(layer.input_zero_point) + 128, dtype=np.uint8)  # same numbers, +128
+    return out
 
 
-def _emit(g: _OnnxGraph, layer: Module, x: str) -> str:
+def _emit(g: _OnnxGraph, layer: Module, x: str, weight_type: str = "auto") -> str:
     from tinytorch.core import nn as tnn
 
     T = g.TensorProto
     if isinstance(layer, QuantizedLinear | QuantizedConv2d):
-        zp = g.const("x_zero_point", _uint8_zero_point(layer))
+        za, x_max = _uint8_operand(layer)
+        zp = g.const("x_zero_point", np.array(za, dtype=np.uint8))
         xq = g.node("QuantizeLinear", [x, g.const("x_scale", layer.input_scale), zp], "xq")
-        w = g.const("w_int8", layer.weight)  # the layer's own int8 codes
+        if x_max < 255:  # fewer than 8 bits: saturate where the numpy path does
+            lo, hi = np.array(0, np.uint8), np.array(x_max, np.uint8)
+            xq = g.node("Clip", [xq, g.const("x_min", lo), g.const("x_max", hi)], "xq")
+        w_op, zw = _onnx_weight(layer, weight_type)  # the layer's own codes (uint8: + 128)
+        inputs = [xq, g.const(f"w_{w_op.dtype}", w_op), zp]
+        if zw is not None:
+            inputs.append(g.const("w_zero_point", np.array(zw, dtype=np.uint8)))
         if isinstance(layer, QuantizedLinear):
-            acc = g.node("MatMulInteger", [xq, w, zp], "acc")  # (N, out) int32
+            acc = g.node("MatMulInteger", inputs, "acc")  # (N, out) int32
             shape = (layer.out_features,)
         else:
             kh, kw = layer.kernel_size
             ph, pw = layer.padding
             acc = g.node(
-                "ConvInteger", [xq, w, zp], "acc", kernel_shape=[kh, kw],
+                "ConvInteger", inputs, "acc", kernel_shape=[kh, kw],
                 strides=list(layer.stride), pads=[ph, pw, ph, pw],
             )
             shape = (1, layer.out_channels, 1, 1)
@@ -1051,18 +1264,31 @@ def _emit(g: _OnnxGraph, layer: Module, x: str) -> str:
 
 
 def export_onnx(
-    model: Module, input_shape: tuple[int, ...], path: str | Path | None = None, opset: int = 17
+    model: Module,
+    input_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    opset: int = 17,
+    weight_type: str = "auto",
+    allow_saturation: bool = False,
 ):
     """ONNX ModelProto of a Sequential float or quantized model; batch dimension is dynamic.
 
     `input_shape` excludes the batch dimension, e.g. (64,) or (1, 8, 8). Saved to `path` if
     given. Needs the optional `onnx` package (pip install tinytorch[deploy]).
+
+    weight_type: how quantized weights are written. "auto" (default): for Linear layers int8
+    where no adjacent pair of uint8 x int8 products can leave int16 (7-bit weights), else uint8
+    with zero point 128 (8-bit weights); for Conv2d layers uint8 (the faster ConvInteger in
+    onnxruntime); "int8" / "uint8" force one. A graph whose int16 pair sums can
+    saturate on AVX2 CPUs is refused unless `allow_saturation=True` (to study the failure).
     """
     g = _OnnxGraph()
     helper, T = g.helper, g.TensorProto
+    if weight_type not in ONNX_WEIGHT_TYPES:
+        raise ValueError(f"weight_type must be one of {ONNX_WEIGHT_TYPES}, got {weight_type!r}")
     x = "input"
     for layer in _onnx_layers(model):
-        x = _emit(g, layer, x)
+        x = _emit(g, layer, x, weight_type)
     was_training = model.training
     model.eval()
     try:
@@ -1083,6 +1309,16 @@ def export_onnx(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tinytorch"
     )
     g.onnx.checker.check_model(proto)
+    bad = [c for c in check_pair_sums(proto) if not c.ok]
+    if bad and not allow_saturation:
+        c = bad[0]
+        raise ValueError(
+            f"{len(bad)} integer node(s) can saturate: {c.node} ({c.op}, {c.operands}) has "
+            f"adjacent pair sums in [{c.pair_min}, {c.pair_max}] for input codes in "
+            f"{c.input_range}, outside int16 [{INT16_MIN}, {INT16_MAX}] where AVX2 kernels "
+            "(vpmaddubsw) clamp them; export with weight_type='auto' or 'uint8', or quantize "
+            "with QConfig(weight_bits=7)"
+        )
     if path is not None:
         g.onnx.save(proto, str(path))
     return proto
@@ -1104,8 +1340,33 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name  # the logits
         self.nbytes = len(data)
+        self.accumulator_names: list[str] | None = None  # set by with_accumulators
 
     def __call__(self, x) -> np.ndarray:
         x = np.ascontiguousarray(_float_array(x, "OnnxRunner"))
-        return self.session.run(None, {self.input_name: x})[0]
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    @classmethod
+    def with_accumulators(cls, model, threads: int = 1) -> "OnnxRunner":
+        """A runner whose `accumulators(x)` also returns every MatMulInteger/ConvInteger output."""
+        onnx, helper, _, T = _import_onnx()
+        proto = copy.deepcopy(model if hasattr(model, "graph") else onnx.load(str(model)))
+        names = [n.output[0] for n in proto.graph.node
+                 if n.op_type in ("MatMulInteger", "ConvInteger")]
+        proto.graph.output.extend(helper.make_tensor_value_info(n, T.INT32, None) for n in names)
+        runner = cls(proto, threads)
+        runner.accumulator_names = names
+        return runner
+
+    def accumulators(self, x) -> list[np.ndarray]:
+        """The engine's int32 accumulators, in the layout of `integer_accumulators`."""
+        names = self.accumulator_names
+        if names is None:
+            raise RuntimeError("build the runner with OnnxRunner.with_accumulators(model)")
+        x = np.ascontiguousarray(_float_array(x, "OnnxRunner"))
+        outs = self.session.run(names, {self.input_name: x})
+        # ConvInteger: (N, C, Ho, Wo) -> (N*Ho*Wo, C), the numpy path's row order
+        return [o.transpose(0, 2, 3, 1).reshape(-1, o.shape[1]) if o.ndim == 4 else o
+                for o in outs]

@@ -30,7 +30,7 @@
 # | 4 | `QuantizedLinear`, `QuantizedConv2d`, `prepare → calibrate → convert`, `Quantizer` | turn a trained model into an INT8 model |
 # | 5 | per-channel vs per-tensor, `pack_int4` | where does the error come from, and can we go below 8 bits? |
 # | 6 | `serialized_size`, `size_report` | is it really 4× smaller on disk? |
-# | 7 | speed in numpy, then `export_onnx` + onnxruntime | where does a speed-up really come from? |
+# | 7 | speed in numpy, then `export_onnx` + onnxruntime, `check_pair_sums` | where does a speed-up really come from, and does the engine compute *your* integers on every CPU? |
 #
 # ## Learning objectives
 # - Quantize and dequantize with the **affine** and **symmetric** schemes, **per tensor** and
@@ -107,6 +107,14 @@ __all__ = [
     "plot_size_report",
     # an INT8 engine
     "DEPLOY_HINT",
+    "INT16_MIN",
+    "INT16_MAX",
+    "ONNX_WEIGHT_TYPES",
+    "pair_sum_range",
+    "saturating_pair_matmul",
+    "integer_accumulators",
+    "PairSumCheck",
+    "check_pair_sums",
     "export_onnx",
     "OnnxRunner",
 ]
@@ -165,8 +173,9 @@ print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not sche
 # **Rounding.** We round **half to even** (`np.rint`: 0.5 → 0, 1.5 → 2, 2.5 → 2), the rule of
 # IEEE arithmetic, PyTorch's `quantize_per_tensor` and ONNX `QuantizeLinear`. Rounding half
 # *away from zero* (C's `round()`: 2.5 → 3) pushes every exact tie the same way and so biases
-# sums; half-to-even does not. It also makes our integers identical to the ONNX engine's at the
-# end of the notebook. **Saturation** clamps out-of-range values to the end codes instead of
+# sums; half-to-even does not. It is also ONNX `QuantizeLinear`'s rule, so the engine at the end
+# of the notebook can reproduce our integer codes (Step 7c measures whether its *sums* match on
+# your CPU). **Saturation** clamps out-of-range values to the end codes instead of
 # letting them wrap around (in int8, 128 wraps to −128: a large positive value would become a
 # large negative one).
 
@@ -1447,6 +1456,11 @@ for _k, _s, _p in [(3, 1, 0), (3, 2, 1), (2, 2, 0), (1, 1, 2), (5, 1, 2)]:
 #
 # `QConfig` says which observer to use where; `Quantizer(qconfig).quantize(model, loader, n)`
 # does all three steps. These are given — they are plumbing around your observers and layers.
+#
+# One default deserves a flag now: **weights use 7 bits** (`weight_bits=7`, codes in
+# `[-63, 63]`, still stored in int8), activations 8 bits. Your `compute_qparams` handles any
+# width; the reason for 7 is a property of x86 INT8 hardware that Step 7c measures (an int16
+# inside the fastest kernels). `QConfig(weight_bits=8)` gives the full `[-127, 127]` grid.
 
 # %%
 #| export
@@ -1462,8 +1476,12 @@ class QConfig:
     weight: Callable[..., Observer] = MinMaxObserver
     # int8 activations: the input type of INT8 engines (VNNI / onnxruntime kernels).
     activation_bits: int = 8
-    # 8, or 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
-    weight_bits: int = 8
+    # 7 (default): codes in [-63, 63] so that x86 uint8 x int8 kernels cannot saturate their
+    # int16 pair sums (2 * 255 * 63 <= 32767; Step 7c) and onnxruntime computes our exact
+    # integers on every CPU with its fast kernel; measured: same accuracy as 8 bits
+    # (bench/quantization.py). 8 for the full grid (exported as uint8, a slower exact kernel);
+    # 4 for the int4 extension (W4A8: codes in [-7, 7], stored in int8, packed on disk).
+    weight_bits: int = 7
     # One weight scale per output channel: a channel of small weights keeps its resolution
     # even when another channel is large (Step 5 measures the difference).
     per_channel: bool = True
@@ -1673,7 +1691,8 @@ assert int(_l0.input_zero_point) == -128, (
     "hidden: digits inputs are in [0, 1]: their affine zero point is -128"
 )
 _amax = np.abs(mlp[0].weight.data).max(axis=0)
-np.testing.assert_allclose(_l0.weight_scale, _amax / 127, rtol=1e-6, err_msg="hidden: weight scales")
+_wmax = qrange(QConfig().weight_bits, True)[1]  # 63 for the default 7-bit weights
+np.testing.assert_allclose(_l0.weight_scale, _amax / _wmax, rtol=1e-6, err_msg="hidden: weight scales")
 _qt = Quantizer(QConfig(per_channel=False)).quantize(mlp, _calib_flat, 1)
 assert np.unique(_qt[2].weight_scale).size == 1, "hidden: per_channel=False gives one weight scale"
 try:
@@ -1770,7 +1789,7 @@ for _pc in (False, True):
 #
 # ## Step 6a: below 8 bits — int4 weights
 #
-# With `QConfig(weight_bits=4)` the weight grid is `[-7, 7]`: 15 levels instead of 255. The
+# With `QConfig(weight_bits=4)` the weight grid is `[-7, 7]`: 15 levels instead of 127. The
 # codes still live in int8 arrays in memory (numpy has no 4-bit type), but on disk two codes
 # fit in one byte. Implement `pack_int4` (low nibble = even index, high nibble = odd index, an
 # odd count is padded with one 0) and `unpack_int4` (sign-extend each nibble: `v ≥ 8 → v − 16`).
@@ -2040,10 +2059,12 @@ for _name in dict.fromkeys(k[0] for k in _speed):
 # | `QuantizedConv2d` | `QuantizeLinear` → `ConvInteger` → `Cast` → `Mul` → `Add` |
 # | `Linear`, `Conv2d`, `ReLU`, `MaxPool2d`, `Flatten` | `MatMul`+`Add`, `Conv`, `Relu`, `MaxPool`, `Flatten` |
 #
-# One detail: x86 INT8 kernels multiply **unsigned** by signed bytes (VNNI's `vpdpbusd`), so
+# One detail: x86 INT8 kernels multiply **unsigned** activation bytes (VNNI's `vpdpbusd`), so
 # the exporter writes our int8 activation codes as **uint8 with zero point `z_x + 128`**. That is
 # the same number line shifted by 128 — `q + 128 − (z + 128) = q − z` — so the integer
-# accumulators are unchanged. The engine is an optional extra: `pip install tinytorch[deploy]`.
+# accumulators are unchanged. Weights stay int8 when they are 7-bit (our default); 8-bit
+# weights are shifted the same way (uint8, zero point 128). Step 7c shows why.
+# The engine is an optional extra: `pip install tinytorch[deploy]`.
 
 # %%
 #| export
@@ -2094,30 +2115,231 @@ def _onnx_layers(model: Module) -> list[Module]:
     return [model]
 
 
-def _uint8_zero_point(layer: _QuantizedLayer) -> np.ndarray:
-    if layer.activation_bits != 8:
-        raise ValueError(
-            f"ONNX export supports 8-bit activations, {layer!r} has {layer.activation_bits}"
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1  # what one vpmaddubsw lane can hold
+ONNX_WEIGHT_TYPES = ("auto", "uint8", "int8")
+
+
+def _uint8_operand(layer: _QuantizedLayer) -> tuple[int, int]:
+    """(uint8 zero point, largest uint8 code) of the layer's input as the engine sees it.
+
+    Our b-bit codes [-2^(b-1), 2^(b-1) - 1] become uint8 [0, 2^b - 1] by adding 2^(b-1): the
+    same number line shifted, so q + 2^(b-1) - (z + 2^(b-1)) = q - z is unchanged.
+    """
+    shift = 2 ** (layer.activation_bits - 1)
+    return int(layer.input_zero_point) + shift, 2 * shift - 1
+
+
+def _weight_matrix(layer: _QuantizedLayer) -> np.ndarray:
+    """(K, C) int8 view of the weight in the engine's reduction order (K = in or in*kh*kw)."""
+    if isinstance(layer, QuantizedLinear):
+        return layer.weight  # (in, out)
+    return layer.weight.reshape(layer.out_channels, -1).T  # (in*kh*kw, out), im2col order
+
+
+def pair_sum_range(w: np.ndarray, x_lo: int, x_hi: int) -> tuple[int, int]:
+    """(min, max) over inputs in [x_lo, x_hi] of x[2j] w[2j, c] + x[2j+1] w[2j+1, c].
+
+    `w` is (K, C) with K the reduction axis: the adjacent pairs one `vpmaddubsw` lane adds.
+    Each product is extreme at an end of the input range, so the bound is exact.
+    """
+    w = np.asarray(w).astype(np.int64)
+    if w.shape[0] % 2:
+        w = np.concatenate([w, np.zeros((1, w.shape[1]), np.int64)])  # (K + 1, C): zero pad
+    hi = np.maximum(x_lo * w, x_hi * w)  # (K, C) largest product per weight
+    lo = np.minimum(x_lo * w, x_hi * w)
+    pair_hi, pair_lo = hi[0::2] + hi[1::2], lo[0::2] + lo[1::2]  # (K/2, C)
+    if pair_hi.size == 0:
+        return 0, 0
+    return int(pair_lo.min()), int(pair_hi.max())
+
+
+def _onnx_weight(layer: _QuantizedLayer, weight_type: str) -> tuple[np.ndarray, int | None]:
+    """(weight as exported, weight zero point or None) for weight_type "int8" or "uint8".
+
+    "int8": the codes themselves, zero point 0 -> the engine's uint8 x int8 kernel.
+    "uint8": codes + 128 with zero point 128 -> its uint8 x uint8 kernel. Same integers:
+    (w + 128) - 128 = w.
+    "auto": Linear: int8 when no input can saturate an int16 pair sum, else uint8. Conv2d:
+    uint8 (onnxruntime's ConvInteger measured 1.2-4x faster with uint8 weights, bench table).
+    """
+    if weight_type not in ONNX_WEIGHT_TYPES:
+        raise ValueError(f"weight_type must be one of {ONNX_WEIGHT_TYPES}, got {weight_type!r}")
+    if weight_type == "auto" and isinstance(layer, QuantizedConv2d):
+        weight_type = "uint8"
+    if weight_type == "auto":
+        _, x_hi = _uint8_operand(layer)
+        lo, hi = pair_sum_range(_weight_matrix(layer), 0, x_hi)
+        weight_type = "int8" if INT16_MIN <= lo and hi <= INT16_MAX else "uint8"
+    if weight_type == "int8":
+        return layer.weight, None
+    return (layer.weight.astype(np.int16) + 128).astype(np.uint8), 128
+
+
+def saturating_pair_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, K) uint8 @ (K, C) int8 as AVX2's `vpmaddubsw` + `vpmaddwd` compute it.
+
+    Products of adjacent k (0 and 1, 2 and 3, ...) are added and **saturated to int16**; the
+    pair sums are then added in int32. Equals the exact product when no pair leaves int16.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.uint8 or b.dtype != np.int8:
+        raise TypeError(f"saturating_pair_matmul takes uint8 @ int8, got {a.dtype} @ {b.dtype}")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply shapes {a.shape} and {b.shape}")
+    n, k = a.shape
+    if k % 2:  # the kernel pads K with zeros
+        a = np.concatenate([a, np.zeros((n, 1), np.uint8)], axis=1)  # (N, K + 1)
+        b = np.concatenate([b, np.zeros((1, b.shape[1]), np.int8)])  # (K + 1, C)
+    b2 = b.astype(np.int32).reshape(-1, 2, b.shape[1])  # (K/2, 2, C)
+    acc = np.empty((n, b.shape[1]), np.int64)
+    rows = max(1, 2**22 // max(1, b2.shape[0] * b2.shape[2]))  # bound the (rows, K/2, C) block
+    for s in range(0, n, rows):
+        a2 = a[s : s + rows].astype(np.int32).reshape(-1, b2.shape[0], 2)  # (r, K/2, 2)
+        pair = a2[:, :, 0, None] * b2[None, :, 0] + a2[:, :, 1, None] * b2[None, :, 1]
+        acc[s : s + rows] = np.clip(pair, INT16_MIN, INT16_MAX).sum(axis=1)  # (r, C)
+    return acc.astype(np.int32)
+
+
+def _engine_accumulator(a: np.ndarray, za: int, w: np.ndarray, zw: int | None, kernel: str):
+    """int32 sum_k (a - za)(w - zw) as the engine computes it: raw products, then corrections."""
+    if kernel == "avx2" and w.dtype == np.int8:
+        raw = saturating_pair_matmul(a, w).astype(np.int64)
+    else:  # uint8 x uint8 (int16 x int16 -> int32 pairs) and VNNI: exact
+        raw = a.astype(np.int64) @ w.astype(np.int64)
+    zw = zw or 0
+    acc = raw - za * w.astype(np.int64).sum(axis=0) - zw * a.astype(np.int64).sum(axis=1)[:, None]
+    return (acc + a.shape[1] * za * zw).astype(np.int32)  # (N, C)
+
+
+def integer_accumulators(
+    model: Module, x, kernel: str = "numpy", weight_type: str = "auto"
+) -> list[np.ndarray]:
+    """The int32 accumulator of every quantized layer of a Sequential, for the input `x`.
+
+    kernel="numpy": what the numpy integer path (`int8_matmul`) computes. kernel="avx2": what
+    an AVX2 engine computes from the operands `export_onnx(model, weight_type=...)` writes
+    (uint8 x int8: saturating int16 pair sums; uint8 x uint8: exact). Conv accumulators are
+    (N*Ho*Wo, C_out), Linear ones (N, C_out).
+    """
+    if kernel not in ("numpy", "avx2"):
+        raise ValueError(f"kernel must be 'numpy' or 'avx2', got {kernel!r}")
+    out = []
+    h = _float_array(x, "integer_accumulators")
+    with no_grad(), quantized_compute("integer"):
+        for layer in _onnx_layers(model):
+            if isinstance(layer, _QuantizedLayer):
+                iq, zx = layer.input_qparams, int(layer.input_zero_point)
+                q = quantize(h, iq)
+                if isinstance(layer, QuantizedConv2d):
+                    q = im2col_int8(q, layer.kernel_size, layer.stride, layer.padding, zx)
+                w = _weight_matrix(layer)
+                if kernel == "numpy":
+                    out.append(int8_matmul(q, zx, w))
+                else:
+                    za, _ = _uint8_operand(layer)
+                    a = (q.astype(np.int16) + (za - zx)).astype(np.uint8)  # uint8 codes
+                    wt, zw = _onnx_weight(layer, weight_type)
+                    if isinstance(layer, QuantizedConv2d):
+                        wt = wt.reshape(layer.out_channels, -1).T  # (K, C)
+                    out.append(_engine_accumulator(a, za, wt, zw, kernel))
+            y = layer(h)
+            h = y.data if isinstance(y, Tensor) else np.asarray(y)
+    return out
+
+
+@dataclass(frozen=True)
+class PairSumCheck:
+    """Can one integer node of an ONNX graph saturate an int16 pair sum? (`check_pair_sums`)"""
+
+    node: str  # ONNX node name, e.g. "acc_5"
+    op: str  # "MatMulInteger" or "ConvInteger"
+    operands: str  # "uint8 x int8" (vpmaddubsw on AVX2) or "uint8 x uint8" (int16 x int16)
+    input_range: tuple[int, int]  # the codes the activation input can take
+    pair_min: int  # smallest / largest adjacent pair sum over all inputs in input_range
+    pair_max: int
+    limit: tuple[int, int]  # what the kernel's pair accumulator holds
+
+    @property
+    def ok(self) -> bool:
+        return self.limit[0] <= self.pair_min and self.pair_max <= self.limit[1]
+
+
+def _input_range(name: str, producers: dict, inits: dict) -> tuple[int, int]:
+    """Codes an integer tensor can hold: its dtype's range, narrowed by Clip nodes."""
+    node = producers.get(name)
+    if node is None:
+        arr = inits.get(name)
+        if arr is not None and arr.size:
+            return int(arr.min()), int(arr.max())
+        return 0, 255  # a graph input of unknown range: all of uint8
+    if node.op_type == "Clip":
+        lo, hi = _input_range(node.input[0], producers, inits)
+        if len(node.input) > 1 and node.input[1] in inits:
+            lo = max(lo, int(inits[node.input[1]]))
+        if len(node.input) > 2 and node.input[2] in inits:
+            hi = min(hi, int(inits[node.input[2]]))
+        return lo, hi
+    if node.op_type == "QuantizeLinear":
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if zp is not None and zp.dtype == np.int8:
+            return -128, 127
+        return 0, 255
+    return 0, 255
+
+
+def check_pair_sums(model) -> list[PairSumCheck]:
+    """For every MatMulInteger / ConvInteger of an ONNX model (proto or path): the adjacent
+    pair sums its weights allow over the whole range of its input codes, against what the
+    kernel for its operand types holds (uint8 x int8: int16, as AVX2's `vpmaddubsw`)."""
+    onnx, _, numpy_helper, _ = _import_onnx()
+    proto = model if hasattr(model, "graph") else onnx.load(str(model))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    out = []
+    for node in proto.graph.node:
+        if node.op_type not in ("MatMulInteger", "ConvInteger"):
+            continue
+        w = inits.get(node.input[1])
+        if w is None:
+            raise ValueError(f"{node.name}: weight {node.input[1]!r} is not an initializer")
+        w_kc = w if node.op_type == "MatMulInteger" else w.reshape(w.shape[0], -1).T  # (K, C)
+        x_lo, x_hi = _input_range(node.input[0], producers, inits)
+        lo, hi = pair_sum_range(w_kc, x_lo, x_hi)
+        signed = w.dtype == np.int8
+        out.append(
+            PairSumCheck(
+                node=node.name, op=node.op_type,
+                operands=f"{'int8' if x_lo < 0 else 'uint8'} x {'int8' if signed else 'uint8'}",
+                input_range=(x_lo, x_hi), pair_min=lo, pair_max=hi,
+                limit=(INT16_MIN, INT16_MAX) if signed else (-(2**31), 2**31 - 1),
+            )
         )
-    return np.array(int(layer.input_zero_point) + 128, dtype=np.uint8)  # same numbers, +128
+    return out
 
 
-def _emit(g: _OnnxGraph, layer: Module, x: str) -> str:
+def _emit(g: _OnnxGraph, layer: Module, x: str, weight_type: str = "auto") -> str:
     from tinytorch.core import nn as tnn
 
     T = g.TensorProto
     if isinstance(layer, QuantizedLinear | QuantizedConv2d):
-        zp = g.const("x_zero_point", _uint8_zero_point(layer))
+        za, x_max = _uint8_operand(layer)
+        zp = g.const("x_zero_point", np.array(za, dtype=np.uint8))
         xq = g.node("QuantizeLinear", [x, g.const("x_scale", layer.input_scale), zp], "xq")
-        w = g.const("w_int8", layer.weight)  # the layer's own int8 codes
+        if x_max < 255:  # fewer than 8 bits: saturate where the numpy path does
+            lo, hi = np.array(0, np.uint8), np.array(x_max, np.uint8)
+            xq = g.node("Clip", [xq, g.const("x_min", lo), g.const("x_max", hi)], "xq")
+        w_op, zw = _onnx_weight(layer, weight_type)  # the layer's own codes (uint8: + 128)
+        inputs = [xq, g.const(f"w_{w_op.dtype}", w_op), zp]
+        if zw is not None:
+            inputs.append(g.const("w_zero_point", np.array(zw, dtype=np.uint8)))
         if isinstance(layer, QuantizedLinear):
-            acc = g.node("MatMulInteger", [xq, w, zp], "acc")  # (N, out) int32
+            acc = g.node("MatMulInteger", inputs, "acc")  # (N, out) int32
             shape = (layer.out_features,)
         else:
             kh, kw = layer.kernel_size
             ph, pw = layer.padding
             acc = g.node(
-                "ConvInteger", [xq, w, zp], "acc", kernel_shape=[kh, kw],
+                "ConvInteger", inputs, "acc", kernel_shape=[kh, kw],
                 strides=list(layer.stride), pads=[ph, pw, ph, pw],
             )
             shape = (1, layer.out_channels, 1, 1)
@@ -2160,18 +2382,31 @@ def _emit(g: _OnnxGraph, layer: Module, x: str) -> str:
 
 
 def export_onnx(
-    model: Module, input_shape: tuple[int, ...], path: str | Path | None = None, opset: int = 17
+    model: Module,
+    input_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    opset: int = 17,
+    weight_type: str = "auto",
+    allow_saturation: bool = False,
 ):
     """ONNX ModelProto of a Sequential float or quantized model; batch dimension is dynamic.
 
     `input_shape` excludes the batch dimension, e.g. (64,) or (1, 8, 8). Saved to `path` if
     given. Needs the optional `onnx` package (pip install tinytorch[deploy]).
+
+    weight_type: how quantized weights are written. "auto" (default): for Linear layers int8
+    where no adjacent pair of uint8 x int8 products can leave int16 (7-bit weights), else uint8
+    with zero point 128 (8-bit weights); for Conv2d layers uint8 (the faster ConvInteger in
+    onnxruntime); "int8" / "uint8" force one. A graph whose int16 pair sums can
+    saturate on AVX2 CPUs is refused unless `allow_saturation=True` (to study the failure).
     """
     g = _OnnxGraph()
     helper, T = g.helper, g.TensorProto
+    if weight_type not in ONNX_WEIGHT_TYPES:
+        raise ValueError(f"weight_type must be one of {ONNX_WEIGHT_TYPES}, got {weight_type!r}")
     x = "input"
     for layer in _onnx_layers(model):
-        x = _emit(g, layer, x)
+        x = _emit(g, layer, x, weight_type)
     was_training = model.training
     model.eval()
     try:
@@ -2192,6 +2427,16 @@ def export_onnx(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tinytorch"
     )
     g.onnx.checker.check_model(proto)
+    bad = [c for c in check_pair_sums(proto) if not c.ok]
+    if bad and not allow_saturation:
+        c = bad[0]
+        raise ValueError(
+            f"{len(bad)} integer node(s) can saturate: {c.node} ({c.op}, {c.operands}) has "
+            f"adjacent pair sums in [{c.pair_min}, {c.pair_max}] for input codes in "
+            f"{c.input_range}, outside int16 [{INT16_MIN}, {INT16_MAX}] where AVX2 kernels "
+            "(vpmaddubsw) clamp them; export with weight_type='auto' or 'uint8', or quantize "
+            "with QConfig(weight_bits=7)"
+        )
     if path is not None:
         g.onnx.save(proto, str(path))
     return proto
@@ -2213,11 +2458,36 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name  # the logits
         self.nbytes = len(data)
+        self.accumulator_names: list[str] | None = None  # set by with_accumulators
 
     def __call__(self, x) -> np.ndarray:
         x = np.ascontiguousarray(_float_array(x, "OnnxRunner"))
-        return self.session.run(None, {self.input_name: x})[0]
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    @classmethod
+    def with_accumulators(cls, model, threads: int = 1) -> "OnnxRunner":
+        """A runner whose `accumulators(x)` also returns every MatMulInteger/ConvInteger output."""
+        onnx, helper, _, T = _import_onnx()
+        proto = copy.deepcopy(model if hasattr(model, "graph") else onnx.load(str(model)))
+        names = [n.output[0] for n in proto.graph.node
+                 if n.op_type in ("MatMulInteger", "ConvInteger")]
+        proto.graph.output.extend(helper.make_tensor_value_info(n, T.INT32, None) for n in names)
+        runner = cls(proto, threads)
+        runner.accumulator_names = names
+        return runner
+
+    def accumulators(self, x) -> list[np.ndarray]:
+        """The engine's int32 accumulators, in the layout of `integer_accumulators`."""
+        names = self.accumulator_names
+        if names is None:
+            raise RuntimeError("build the runner with OnnxRunner.with_accumulators(model)")
+        x = np.ascontiguousarray(_float_array(x, "OnnxRunner"))
+        outs = self.session.run(names, {self.input_name: x})
+        # ConvInteger: (N, C, Ho, Wo) -> (N*Ho*Wo, C), the numpy path's row order
+        return [o.transpose(0, 2, 3, 1).reshape(-1, o.shape[1]) if o.ndim == 4 else o
+                for o in outs]
 
 
 # %%
@@ -2252,6 +2522,126 @@ if _HAVE_ORT:
         print(f"batch {_b:>2}: numpy FP32 {_t32 * 1e3:.3f} ms | onnxruntime FP32 {_to32 * 1e3:.3f} ms"
               f" | onnxruntime INT8 {_to8 * 1e3:.3f} ms -> INT8 engine is {_t32 / _to8:.1f}x "
               f"numpy FP32 and {_to32 / _to8:.1f}x its own FP32")
+
+# %% [markdown]
+# ## Step 7c: the same file, different integers? Saturating int16 pair sums
+#
+# "The engine computes our integers" is a claim about **the CPU in front of you**, so let's
+# look at how an x86 INT8 kernel multiplies. onnxruntime's uint8 × int8 kernel (the one an
+# int8-weight `MatMulInteger` reaches) exists in two flavours:
+#
+# | CPU | instruction | what one lane does |
+# |---|---|---|
+# | AVX2 (Haswell … Zen 3), AVX-512 **without** VNNI (Skylake-X) | `vpmaddubsw` then `vpmaddwd` | multiply 2 adjacent uint8·int8 pairs, add them into **int16 with saturation**, then widen to int32 |
+# | AVX-512 VNNI (Cascade Lake, Ice Lake, Zen 4 …), AVX-VNNI (Alder Lake …) | `vpdpbusd` | multiply 4 adjacent uint8·int8 pairs and add them straight into **int32** |
+#
+# An int16 holds at most 32767. Our activation codes, shifted to uint8, reach 255, and 8-bit
+# symmetric weights (`QConfig(weight_bits=8)`) reach ±127: one pair can reach
+# `2 · 255 · 127 = 64770`. On an AVX2 CPU that
+# pair sum is clamped to 32767 — silently — and the accumulator is wrong by up to 32003 steps
+# per pair. A VNNI CPU computes it exactly. **The same ONNX file gives different integers on
+# different x86 CPUs**, and a test written on one of them says nothing about the other.
+#
+# Three ways to make every adjacent pair fit in int16, whatever the input:
+#
+# - **uint8 weights with zero point 128** (`w + 128`, the same numbers shifted): the engine then
+#   uses its uint8 × uint8 kernel, which widens both operands to int16 and sums pairs in int32
+#   (`vpmaddwd`): exact on every CPU, at some speed cost;
+# - **7-bit weights** (`QConfig(weight_bits=7)`, codes in [−63, 63], **our default**):
+#   `2 · 255 · 63 = 32130` fits; the fast uint8 × int8 kernel stays exact — ONNX Runtime's own
+#   quantizer calls this `reduce_range`;
+# - **7-bit activations** (`QConfig(activation_bits=7)`, uint8 codes in [0, 127]): `2 · 127 · 127`
+#   fits.
+#
+# `export_onnx(..., weight_type="auto")` (the default) writes a `Linear`'s weights as int8 only
+# when `check_pair_sums` proves that no input can saturate a pair (7-bit weights or inputs), and
+# as uint8 with zero point 128 otherwise (8-bit weights); `Conv2d` weights always as uint8,
+# because onnxruntime's `ConvInteger` measured faster that way (and it is exact everywhere). It refuses to write a file that could
+# saturate unless you ask for it (`allow_saturation=True`, used below to study the failure).
+# `bench/quantization.py` measures all four ways: the same test accuracy and file size, and the
+# uint8 × uint8 kernel about half as fast as uint8 × int8 — hence 7-bit weights by default.
+# The numpy path stays the reference in each case: the exported integers *are* the model's.
+# The next cell measures the speed difference on your machine.
+#
+# First: what does **your** CPU use? `cpu_features()` reads its flags (from `/proc/cpuinfo` on
+# Linux) at run time.
+
+# %%
+from tinytorch.core.hardware import cpu_features
+
+cpu = cpu_features()
+print(f"CPU: {cpu.model} ({cpu.machine}); flags read from: {cpu.source}")
+print(f"uint8 x int8 dot product on this CPU: {cpu.int8_dot_instruction}")
+_sat = {True: "yes: pair sums are clamped to int16 here",
+        False: "no: products are summed in int32 here",
+        None: "unknown: assume they may be"}[cpu.saturating_int8_pairs]
+print(f"does an int8-weight MatMulInteger saturate on this CPU? {_sat}")
+
+# one pair, by hand: what the AVX2 kernel computes vs the exact sum
+_a, _w = np.array([[255, 255]], np.uint8), np.array([[127], [127]], np.int8)
+print(f"255*127 + 255*127: exact {255 * 127 * 2}, AVX2 vpmaddubsw "
+      f"{int(saturating_pair_matmul(_a, _w)[0, 0])}")
+
+# %% [markdown]
+# Now the digits MLP. `integer_accumulators(model, x)` returns the int32 accumulator of every
+# quantized layer as the numpy path computes it; with `kernel="avx2"` it computes what an AVX2
+# engine makes of the operands `export_onnx` writes (`saturating_pair_matmul`: pairs clamped to
+# int16). Three files: an 8-bit-weight MLP written naively with int8 weights, the same model
+# written by the default export (uint8 weights), and our default 7-bit model `mlp_int8` (int8
+# weights). First by emulation — what an AVX2-only CPU would do, whatever CPU you have — then
+# with the real engine on your CPU.
+
+# %%
+_mlp_w8 = Quantizer(QConfig(weight_bits=8)).quantize(mlp, _calib_flat, num_batches=4)
+_files = {  # label: (model, weight_type, allow_saturation)
+    "8-bit, int8 weights": (_mlp_w8, "int8", True),
+    "8-bit, default export": (_mlp_w8, "auto", False),
+    "7-bit (default model)": (mlp_int8, "auto", False),
+}
+_xs = _Xt_flat[:256]  # the emulation is slow numpy: a subset is enough to see it
+for _label, (_m, _wt, _allow) in _files.items():
+    _ref = integer_accumulators(_m, _xs)
+    _emu = integer_accumulators(_m, _xs, kernel="avx2", weight_type=_wt)
+    _d = [int(np.abs(e.astype(np.int64) - r).max()) for e, r in zip(_emu, _ref)]
+    _n = sum(int((e != r).sum()) for e, r in zip(_emu, _ref))
+    print(f"{_label:<22} AVX2 emulation vs numpy: max |diff| per layer {_d} steps, "
+          f"{_n:,} of {sum(r.size for r in _ref):,} accumulators differ")
+
+try:
+    import onnx  # noqa: F401
+
+    _HAVE_ONNX = True
+except ImportError:
+    _HAVE_ONNX = False
+if _HAVE_ONNX:
+    _protos = {k: export_onnx(m, (64,), weight_type=wt, allow_saturation=a)
+               for k, (m, wt, a) in _files.items()}
+    for _label, _p in _protos.items():
+        _checks = check_pair_sums(_p)
+        print(f"{_label:<22} {_checks[0].operands}: worst pair sums "
+              f"{[(c.pair_min, c.pair_max) for c in _checks]}, kernel holds {_checks[0].limit}: "
+              f"fit {all(c.ok for c in _checks)}")
+if _HAVE_ORT and _HAVE_ONNX:
+    for _label, _p in _protos.items():
+        _m = _files[_label][0]
+        _eng = OnnxRunner.with_accumulators(_p).accumulators(_Xt_flat)
+        _d = [int(np.abs(e.astype(np.int64) - r).max())
+              for e, r in zip(_eng, integer_accumulators(_m, _Xt_flat))]
+        print(f"{_label:<22} onnxruntime on THIS CPU vs numpy: max |diff| per layer {_d} steps")
+    _r8, _r7 = OnnxRunner(_protos["8-bit, default export"]), OnnxRunner(_protos["7-bit (default model)"])
+    _t8 = benchmark(lambda: _r8(_x64), repeats=30, warmup=3)
+    _t7 = benchmark(lambda: _r7(_x64), repeats=30, warmup=3)
+    print(f"batch 64 on onnxruntime: 8-bit weights (uint8 x uint8) {_t8 * 1e3:.3f} ms, "
+          f"7-bit weights (uint8 x int8) {_t7 * 1e3:.3f} ms -> {_t8 / _t7:.2f}x; test accuracy "
+          f"{_acc(_mlp_w8, _Xt_flat):.2%} vs {_acc(mlp_int8, _Xt_flat):.2%}")
+
+# %% [markdown]
+# Read your numbers line by line: does the naive int8 file fit the kernel, and by how many steps
+# does its AVX2 emulation miss the numpy path? And the two files the default export writes? The
+# onnxruntime lines are the real engine on the CPU you are running, so they depend on the row
+# printed at the top of this step: a `vpdpbusd` CPU sums in int32 and can be exact even on the
+# naive file, a `vpmaddubsw` CPU cannot. That is why the test suite checks the *file* (`check_pair_sums`) and the emulation,
+# not only the engine on whichever CPU happens to run the tests.
 
 # %% [markdown]
 # ## Step 8: INT8, FP16 or FP32? The measured answer
