@@ -77,6 +77,8 @@ def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
 # --------------------------------------------------------------------------- helpers
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints -> a pair of ints (kernel sizes, strides, paddings)."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        return value  # already normalised (a layer's stored setting): the per-call path
     pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -576,7 +578,7 @@ def _patches(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: in
 
 
 def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """(out_c, C, kh, kw) -> (kh*kw*C, out_c), the row order of `_patches`."""
+    """(out_c, C, kh, kw) -> (kh*kw*C, out_c), the row order of `_patches` (one copy)."""
     out_c, c, kh, kw = w.shape
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
 
@@ -615,7 +617,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"kernel {(kh, kw)} does not fit input {x.shape} with padding {(ph, pw)}")
-    wpack = pack_conv_weight(weight.data)  # (kh*kw*C, O): a copy per call, see Conv2d
+    wpack = pack_conv_weight(weight.data)  # (kh*kw*C, O): packed per call, see Conv2d
     b = None if bias is None else bias.data
     out, cols = conv2d_kernel(x.data, wpack, b, (kh, kw), (sh, sw), (ph, pw))
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -666,15 +668,17 @@ def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
 
 def _max_pool_values(a: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
     """Window maxima (N, C, Ho, Wo) of a (N, C, H, W), without the argmax bookkeeping: one
-    elementwise maximum per kernel offset over strided slices (a reduction over a window axis
-    of 2 or 3 elements runs numpy's inner loop on 2 or 3 values at a time: ~20x slower)."""
+    elementwise maximum per kernel offset over strided slices. (Reducing a window axis of 2-3
+    elements runs numpy's inner loop on 2-3 values at a time: measured 3-20x slower.)"""
     h_end, w_end = sh * (ho - 1) + 1, sw * (wo - 1) + 1
-    # offset (0, 0), (N, C, Ho, Wo), in a's memory order (channels-last after a conv)
-    out = a[:, :, :h_end:sh, :w_end:sw].copy(order="K")
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                np.maximum(out, a[:, :, i : i + h_end : sh, j : j + w_end : sw], out=out)
+    windows = [  # (N, C, Ho, Wo) strided views, one per kernel offset
+        a[:, :, i : i + h_end : sh, j : j + w_end : sw] for i in range(kh) for j in range(kw)
+    ]
+    if len(windows) == 1:
+        return windows[0].copy(order="K")
+    out = np.maximum(windows[0], windows[1])  # the one allocation, in a's memory order
+    for window in windows[2:]:
+        np.maximum(out, window, out=out)
     return out
 
 
@@ -703,6 +707,10 @@ class Conv2d(Module):
             )
         kh, kw = self.kernel_size
         fan_in = in_channels * kh * kw
+        # The weight stays a C-contiguous (out, in, kh, kw) array, as PyTorch's: code that
+        # edits `weight.data.reshape(-1)` in place (gradcheck, pruning) relies on that. It is
+        # packed for the GEMM at every call (a few µs); a pack cached once could not see an
+        # in-place edit of the weight.
         self.weight = Parameter(kaiming_uniform((out_channels, in_channels, kh, kw), fan_in))
         if bias:
             self.bias = Parameter(kaiming_uniform((out_channels,), fan_in))
