@@ -9,12 +9,18 @@ cached paths 5 runs per length; the uncached baseline 3 runs up to 256 tokens, 2
 ~80-second run at 1024, itself an average over 1024 steps):
 
 - uncached: `model.generate(prompt, n, greedy=True)` recomputes the whole context every step;
-- cached: `model.generate(..., use_cache=True)`, which preallocates a
-  `StaticKVCache` of prompt + n positions (no copies per step), and, for comparison, the
-  growing `tinytorch.memory.KVCache` passed as `cache=KVCache(n_layer)` (a copy per step);
+- cached: `model.generate(..., use_cache=True)`, which preallocates the core's
+  `tinytorch.core.cache.StaticCache` of prompt + n positions (no copies per step), and, for
+  comparison, the growing `tinytorch.memory.KVCache` passed as `cache=KVCache(n_layer)` (a
+  copy per step);
 - raw numpy: the same cached algorithm written directly on the weight arrays (`raw_generate`),
   with the same formulas (layer norm, tanh-GELU, max-shifted softmax). It is the floor for
   the library's cached path: their ratio is the cost of the `Tensor` / `Module` abstractions.
+
+Times are this process's CPU time (`time.process_time`): every method runs on one thread, and
+on a shared machine wall time would also count the turns other processes take on the core.
+Targets: use_cache=True >= 0.9 of the raw-numpy tokens/s at EVERY length, >= 30x over
+uncached at 512 new tokens, >= 50x at 1024, the same tokens.
 
 Memory (tracemalloc, via `tinytorch.memory.MemoryProfiler`, in runs separate from timing): the
 peak of static-cache generation against `weights + kv_cache_bytes(...)`, and the sliding
@@ -43,6 +49,7 @@ from tinytorch.memory import (  # noqa: E402
     kv_cache_bytes,
 )
 
+CLOCK = time.process_time  # CPU time of this process (see the docstring)
 PROMPT_LEN = 16
 MAX_NEW = 1024
 CONFIG = GPTConfig(vocab_size=96, block_size=PROMPT_LEN + MAX_NEW, n_layer=4, n_head=4, d_model=128)
@@ -138,7 +145,7 @@ def time_generation(model, weights, prompt, lengths, repeats, uncached_repeats):
         "cached (KVCache)": lambda n: model.generate(
             prompt, n, greedy=True, cache=KVCache(model.config.n_layer)
         ),
-        "cached (StaticKVCache)": lambda n: model.generate(prompt, n, greedy=True, use_cache=True),
+        "cached (use_cache=True)": lambda n: model.generate(prompt, n, greedy=True, use_cache=True),
         "raw numpy (static)": lambda n: raw_generate(weights, prompt, n),
     }
     for fn in methods.values():  # warm-up: code paths, allocator, BLAS
@@ -153,9 +160,9 @@ def time_generation(model, weights, prompt, lengths, repeats, uncached_repeats):
             for name, fn in methods.items():
                 if rep >= (uncached_repeats(n) if name == "uncached" else repeats):
                     continue
-                start = time.perf_counter()
+                start = CLOCK()
                 out = fn(n)
-                samples[name].append(time.perf_counter() - start)
+                samples[name].append(CLOCK() - start)
                 tokens[name][n] = out
         for name in methods:
             times[name][n] = statistics.median(samples[name])
@@ -240,9 +247,9 @@ def main() -> int:
         r = {
             "tokens_per_s": tps,
             "speedup_kvcache": times[base][n] / times["cached (KVCache)"][n],
-            "speedup_static": times[base][n] / times["cached (StaticKVCache)"][n],
+            "speedup_static": times[base][n] / times["cached (use_cache=True)"][n],
             "kvcache_over_raw": tps["cached (KVCache)"] / tps["raw numpy (static)"],
-            "static_over_raw": tps["cached (StaticKVCache)"] / tps["raw numpy (static)"],
+            "static_over_raw": tps["cached (use_cache=True)"] / tps["raw numpy (static)"],
             "same_tokens_as_uncached": same,
         }
         results["by_length"][n] = r
@@ -251,7 +258,7 @@ def main() -> int:
                 n,
                 tps[base],
                 tps["cached (KVCache)"],
-                tps["cached (StaticKVCache)"],
+                tps["cached (use_cache=True)"],
                 tps["raw numpy (static)"],
                 r["speedup_kvcache"],
                 r["speedup_static"],
@@ -265,7 +272,7 @@ def main() -> int:
             "new tokens",
             "uncached tok/s",
             "KVCache tok/s",
-            "use_cache=True (Static) tok/s",
+            "use_cache=True tok/s",
             "raw numpy tok/s",
             "speed-up (KVCache)",
             "speed-up (use_cache=True)",
@@ -319,8 +326,9 @@ def main() -> int:
             at[n1024]["speedup_static"], 50.0, unit="x", note=note,
         ),
         H.Target(
-            "cached tok/s (use_cache=True: StaticKVCache) / raw numpy, median over lengths",
-            statistics.median(ratios_static), 0.75, note=note,
+            "cached tok/s (use_cache=True) / raw numpy, the worst length "
+            f"({lengths[int(np.argmin(ratios_static))]} new tokens)",
+            min(ratios_static), 0.9, note=note,
         ),
         H.Target(
             "max |logit| difference cached vs full forward",

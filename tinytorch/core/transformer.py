@@ -43,6 +43,11 @@ from tinytorch.core.tensor import Tensor, gelu_kernel, is_grad_enabled, no_grad
 __all__ = ["MLP", "TransformerBlock", "GPTConfig", "TinyGPT"]
 
 
+def _inactive(dropout: Dropout) -> bool:
+    """True when `dropout` would not change its input (eval mode, or p = 0)."""
+    return not dropout.training or dropout.p == 0
+
+
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -96,9 +101,9 @@ class TransformerBlock(Module):
             and type(attn.proj) is Linear
             and type(mlp.fc) is Linear
             and type(mlp.proj) is Linear
-            and not any(
-                d.training and d.p > 0 for d in (attn.attn_dropout, attn.resid_dropout, mlp.dropout)
-            )
+            and _inactive(attn.attn_dropout)
+            and _inactive(attn.resid_dropout)
+            and _inactive(mlp.dropout)
         )
 
     def _fast_path_ok(self, x) -> bool:
@@ -260,15 +265,19 @@ class TinyGPT(Module):
 
     def _fast_path_ok(self) -> bool:
         """No graph to record, no dropout that would change a value, no layer swapped."""
-        if is_grad_enabled() or (self.drop.training and self.drop.p > 0):
+        if is_grad_enabled() or not _inactive(self.drop):
             return False
-        plain = (
+        if not (
             type(self.tok_emb) is Embedding
             and type(self.pos_emb) is Embedding
             and type(self.ln_f) is LayerNorm
             and type(self.lm_head) is Linear
-        )
-        return plain and all(type(b) is TransformerBlock and b.inference_ok() for b in self.blocks)
+        ):
+            return False
+        for block in self.blocks:
+            if type(block) is not TransformerBlock or not block.inference_ok():
+                return False
+        return True
 
     def inference(self, idx: np.ndarray, cache=None, start_pos: int = 0) -> np.ndarray:
         """Logits (B, T, vocab) for checked token ids (B, T) at positions start_pos.., on plain
