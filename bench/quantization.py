@@ -17,6 +17,9 @@ table times onnxruntime's own convolution kernels on one 64-channel layer — FP
 `ConvInteger` (int32 out: what our exporter uses, matching our float-between-layers design) and
 `QLinearConv` (int8 in and out, requantized) — to show which INT8 conv is the engine's fast path.
 
+FP32 convolution speed against onnxruntime (the digits CNN, a 3x3 64->64 layer) is in
+bench/core.py.
+
 Targets (PASS/FAIL; a failure exits 1 in full mode):
 
 - onnxruntime INT8 >= 2x faster than FP32 numpy at batch 64 (MLP)

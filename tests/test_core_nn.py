@@ -640,3 +640,35 @@ def test_deepcopy_gives_an_independent_equal_model():
     np.testing.assert_array_equal(model(x).data, clone(x).data)
     clone[0].weight.data += 1
     assert not np.array_equal(model(x).data, clone(x).data)
+
+
+@pytest.mark.slow
+def test_bench_core_quick_runs_and_writes_valid_json(tmp_path):
+    """bench/core.py --quick: per-op rows for every op, conv rows that agree with onnxruntime
+    (when installed), training rows with step times."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "core.json"
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "core.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())["results"]
+    assert set(data["ops_seconds"]) == {"add", "matmul", "relu", "softmax"}
+    for secs in data["ops_seconds"].values():
+        assert secs["numpy fwd"] > 0 and secs["tinytorch fwd+bwd"] > 0
+    if data["conv"] is not None:
+        rows = {k: r for k, r in data["conv"].items() if k != "im2col layouts"}
+        assert len(rows) == 4
+        assert all(r["max_abs_diff"] < 1e-4 for r in rows.values())
+    assert {"MLP digits", "CNN digits"} <= set(data["training"])
+    assert all(r["median_step_ms"] > 0 for r in data["training"].values())
