@@ -455,6 +455,42 @@ def test_top_p_keeps_the_smallest_nucleus_like_hugging_face():
     assert set(draws) == {3}
 
 
+def test_static_cache_is_the_core_protocol_and_names_bad_input():
+    from tinytorch.core.cache import Cache, StaticCache
+
+    model = tiny_model()
+    cache = StaticCache.for_model(model, batch_size=2, max_cache_len=5)
+    assert isinstance(cache, Cache) and cache.get_seq_length() == 0
+    k = np.ones((2, 2, 3, 4), np.float32)  # (B, H, T, D) for d_model 8, 2 heads
+    keys, values = cache.update(k, 2 * k, 0)
+    assert keys.shape == (2, 2, 3, 4) and np.shares_memory(keys, cache.keys[0])
+    assert cache.get_seq_length(0) == 3 and cache.get_seq_length(1) == 0
+    with pytest.raises(ValueError, match=r"B=2, H=2 heads of dim D=4.*got key \(1, 2, 1, 4\)"):
+        cache.update(k[:1, :, :1], k[:1, :, :1], 0)  # a batch of 1 would broadcast silently
+    with pytest.raises(ValueError, match=r"full: layer 0 holds 3 of max_cache_len=5.*3 more"):
+        cache.update(k, k, 0)
+    with pytest.raises(ValueError, match=r"layer_idx must be an integer in 0\.\.1, got -1"):
+        cache.update(k, k, -1)
+    cache.reset()
+    assert cache.get_seq_length() == 0
+    with pytest.raises(NotImplementedError, match="must implement update"):
+        Cache().update(k, k, 0)
+
+
+def test_cached_generation_past_block_size_equals_uncached_in_the_core():
+    model = tiny_model(seed=3)
+    for p in model.parameters():  # sharper logits, fewer near-ties
+        p.data *= 20.0
+    prompt = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])  # block_size 6: crosses after 2 tokens
+    np.testing.assert_array_equal(
+        model.generate(prompt, 9, use_cache=True), model.generate(prompt, 9)
+    )
+    long_prompt = np.arange(9) % 11  # longer than block_size already
+    np.testing.assert_array_equal(
+        model.generate(long_prompt, 4, use_cache=True), model.generate(long_prompt, 4)
+    )
+
+
 def test_sampler_follows_the_softmax_and_respects_top_k():
     logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]]))
     rng = np.random.default_rng(0)
