@@ -5,7 +5,7 @@ minimal raw-numpy cached loop over the same weights, and measured memory against
 
 Model: TinyGPT with 4 layers, d_model 128, 4 heads, vocab 96, block_size = prompt (16) + 1024.
 For 64 ... 1024 new tokens (greedy), measured interleaved with medians after a warm-up (the
-cached paths 5 runs per length; the uncached baseline 3 runs up to 256 tokens, 2 at 512 and one
+cached paths 9 runs per length; the uncached baseline 3 runs up to 256 tokens, 2 at 512 and one
 ~80-second run at 1024, itself an average over 1024 steps):
 
 - uncached: `model.generate(prompt, n, greedy=True)` recomputes the whole context every step;
@@ -136,10 +136,13 @@ def raw_generate(w: dict, prompt: np.ndarray, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ measurements
 def time_generation(model, weights, prompt, lengths, repeats, uncached_repeats):
-    """Median seconds per method and length, interleaved; tokens from each method.
+    """Median seconds per method and length, interleaved; tokens from each method; and, per
+    cached method, the median over rounds of (raw numpy time / its time) in the same round.
 
     `repeats` timed calls per cached method and length; `uncached_repeats(n)` for the uncached
-    baseline, whose long runs are each already an average over n steps."""
+    baseline, whose long runs are each already an average over n steps. A round runs every
+    method once, back to back, so a paired ratio cancels what disturbs the whole round (a busy
+    neighbour on a shared machine) better than a ratio of two medians does."""
     methods = {
         "uncached": lambda n: model.generate(prompt, n, greedy=True),
         "cached (KVCache)": lambda n: model.generate(
@@ -151,6 +154,7 @@ def time_generation(model, weights, prompt, lengths, repeats, uncached_repeats):
     for fn in methods.values():  # warm-up: code paths, allocator, BLAS
         fn(8)
     times: dict[str, dict[int, float]] = {m: {} for m in methods}
+    paired: dict[str, dict[int, float]] = {m: {} for m in methods if m.startswith("cached")}
     tokens: dict[str, dict[int, np.ndarray]] = {m: {} for m in methods}
     for n in lengths:
         for fn in methods.values():
@@ -166,12 +170,15 @@ def time_generation(model, weights, prompt, lengths, repeats, uncached_repeats):
                 tokens[name][n] = out
         for name in methods:
             times[name][n] = statistics.median(samples[name])
+        raw = samples["raw numpy (static)"]
+        for name in paired:
+            paired[name][n] = statistics.median(r / t for r, t in zip(raw, samples[name]))
         print(
             f"  {n:>5} new tokens: "
             + ", ".join(f"{m} {times[m][n]:.3f} s" for m in methods),
             flush=True,
         )
-    return times, tokens
+    return times, tokens, paired
 
 
 def logit_agreement(model, prompt, n) -> float:
@@ -230,12 +237,12 @@ def main() -> int:
     prompt = np.random.default_rng(0).integers(0, CONFIG.vocab_size, size=PROMPT_LEN)
     print(f"TinyGPT {CONFIG}, {model.num_parameters():,} parameters; prompt {PROMPT_LEN} tokens")
 
-    times, tokens = time_generation(
+    times, tokens, paired = time_generation(
         model,
         weights,
         prompt,
         lengths,
-        repeats=H.pick(args, 2, 5),
+        repeats=H.pick(args, 3, 9),
         # uncached 1024 takes over a minute per run (O(N^2)): 3 runs up to 256, 2 at 512, 1 above
         uncached_repeats=lambda n: H.pick(args, 2, 3 if n <= 256 else 2 if n <= 512 else 1),
     )
@@ -248,8 +255,9 @@ def main() -> int:
             "tokens_per_s": tps,
             "speedup_kvcache": times[base][n] / times["cached (KVCache)"][n],
             "speedup_static": times[base][n] / times["cached (use_cache=True)"][n],
-            "kvcache_over_raw": tps["cached (KVCache)"] / tps["raw numpy (static)"],
-            "static_over_raw": tps["cached (use_cache=True)"] / tps["raw numpy (static)"],
+            # tokens/s over raw numpy's: the median of the per-round paired ratios
+            "kvcache_over_raw": paired["cached (KVCache)"][n],
+            "static_over_raw": paired["cached (use_cache=True)"][n],
             "same_tokens_as_uncached": same,
         }
         results["by_length"][n] = r
@@ -281,7 +289,8 @@ def main() -> int:
             "same tokens",
         ],
         rows,
-        title="Greedy generation after a 16-token prompt (medians; tokens/s of new tokens)",
+        title="Greedy generation after a 16-token prompt (CPU-time medians; tokens/s of new "
+        "tokens; X / raw: median of per-round paired ratios)",
     )
     diff = logit_agreement(model, prompt, lengths[-1])
     results["max_logit_diff_cached_vs_full"] = diff

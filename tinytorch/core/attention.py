@@ -186,7 +186,7 @@ def attention_kernel(qd, kd, vd, allowed, any_key):
     """numpy forward of attention -> (out, probs, weights, keep, scale); see _attention_fused."""
     dt = qd.dtype
     scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
-    scores = backends.matmul(qd, np.swapaxes(kd, -1, -2)) * scale  # (B, H, Tq, Tk)
+    scores = backends.matmul(qd, kd.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
     if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
         scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
     # max-shifted softmax, in place (ufunc reduces skip ndarray.max/.sum's Python wrappers)
@@ -325,7 +325,10 @@ class MultiHeadAttention(Module):
         q, k, v = qkv[0], qkv[1], qkv[2]  # 3 x (B, H, T, D)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)  # 2 x (B, H, Tk, D): the past and the new
-            k, v = getattr(k, "data", k), getattr(v, "data", v)
+            # a Tensor's array, or any array-like as an ndarray (NOT getattr(k, "data"): an
+            # ndarray's .data is a memoryview, which numpy converts back at every use)
+            k = k.data if isinstance(k, Tensor) else np.asarray(k)
+            v = v.data if isinstance(v, Tensor) else np.asarray(v)
         tk = k.shape[2]
         if tk < t_len:
             raise ValueError(f"causal attention needs Tk >= Tq, got Tq={t_len}, Tk={tk}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
+
 __all__ = ["Cache", "StaticCache", "check_cache"]
 
 _PROTOCOL = ("update", "get_seq_length", "reset")
@@ -106,8 +108,10 @@ class StaticCache(Cache):
     def update(self, key, value, layer_idx: int):
         """Write key, value (B, H, T_new, D) after the filled positions of layer `layer_idx`;
         return views (B, H, T_past + T_new, D) of its filled part."""
-        k = getattr(key, "data", key)
-        v = getattr(value, "data", value)
+        # a Tensor's array, else an ndarray (not getattr(key, "data"): an ndarray's .data is a
+        # memoryview, which numpy would convert back at every use)
+        k = key.data if isinstance(key, Tensor) else np.asarray(key)
+        v = value.data if isinstance(value, Tensor) else np.asarray(value)
         shape = k.shape
         # one tuple comparison: a batch of 1 would otherwise broadcast silently into B rows
         if len(shape) != 4 or (shape[0], shape[1], shape[3]) != self._held or v.shape != shape:
