@@ -3,7 +3,7 @@
 A `Module` registers the `Parameter`s and sub-`Module`s assigned to its attributes, so
 `model.parameters()`, `model.state_dict()` and `model.eval()` reach every layer without the
 layer listing them by hand. Every matmul-shaped computation (`Linear`, `Conv2d`'s im2col
-product) goes through `Tensor.__matmul__`, i.e. through `tinytorch.core.backends.matmul`.
+product, forward and backward) goes through `tinytorch.core.backends.matmul`.
 
 Parameters are created in the default float dtype (float32; float64 inside
 `with default_dtype(np.float64):`), initialised from a module-level RNG that
