@@ -68,22 +68,26 @@ def pick(args: argparse.Namespace, quick, full):
 
 
 # ---------------------------------------------------------------------------------- timing
-def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+def _calibrate(
+    fn: Callable[[], object], min_time: float, timer: Callable[[], float] = time.perf_counter
+) -> int:
     """Calls per sample so that one sample lasts at least `min_time` seconds."""
-    start = time.perf_counter()
+    start = timer()
     fn()
-    once = time.perf_counter() - start
+    once = timer() - start
     if once >= min_time:
         return 1
     return max(1, math.ceil(min_time / max(once, 1e-9)))
 
 
-def _sample(fn: Callable[[], object], number: int, context) -> float:
+def _sample(
+    fn: Callable[[], object], number: int, context, timer: Callable[[], float] = time.perf_counter
+) -> float:
     with context() if context is not None else contextlib.nullcontext():
-        start = time.perf_counter()
+        start = timer()
         for _ in range(number):
             fn()
-        return (time.perf_counter() - start) / number
+        return (timer() - start) / number
 
 
 def compare(
@@ -93,6 +97,7 @@ def compare(
     warmup: int = 1,
     min_time: float = 0.002,
     contexts: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each function, measured **interleaved**.
 
@@ -101,7 +106,9 @@ def compare(
     then sample 2 of every function, ... so slow drift (frequency scaling, a neighbour process)
     hits all candidates alike and cancels in their ratios. A sample repeats a fast function
     until it lasts `min_time` seconds. `contexts[name]()` (optional) is entered around each
-    sample of `name`, e.g. `lambda: use_backend("blocked")`.
+    sample of `name`, e.g. `lambda: use_backend("blocked")`. `timer=time.process_time`
+    measures this process's CPU time instead of wall time: for single-threaded code on a
+    shared machine it leaves out the turns other processes take on the core.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -112,11 +119,11 @@ def compare(
         with ctx() if ctx is not None else contextlib.nullcontext():
             for _ in range(warmup - 1):
                 fn()
-            numbers[name] = _calibrate(fn, min_time)  # the last warm-up call, timed
+            numbers[name] = _calibrate(fn, min_time, timer)  # the last warm-up call, timed
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            samples[name].append(_sample(fn, numbers[name], contexts.get(name)))
+            samples[name].append(_sample(fn, numbers[name], contexts.get(name), timer))
     return {name: statistics.median(s) for name, s in samples.items()}
 
 

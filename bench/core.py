@@ -1,11 +1,23 @@
-"""Wall times of the core training runs: MLP and CNN on the 8x8 digits, TinyGPT on the corpus.
+"""The core's costs: per-op overhead, convolution against onnxruntime, and training runs.
 
     OPENBLAS_NUM_THREADS=1 python bench/core.py [--quick] [--json PATH]
 
-The digit recipes are `tinytorch.core.zoo`'s, whose accuracies `tests/test_core_training.py`
-asserts. Times are wall seconds on this machine; "median step" excludes the first
-(warm-up) epoch or step. `--quick` runs a few epochs / steps only, so its accuracies are not
-the full-run numbers.
+1. Per-op overhead: 64x64 add, matmul, relu, softmax, forward under `no_grad` and forward +
+   backward, tinytorch time over the same computation written in raw numpy (the backward by
+   hand); beside it PyTorch eager over the same numpy, if `torch` is importable (optional:
+   `pip install tinytorch[bench]`). Target: tinytorch <= 2x numpy under no_grad.
+2. Convolution forward (no_grad, eval) against onnxruntime FP32 on the same weights, one
+   thread: the digits CNN (conv-relu-pool x2, linear) and one 3x3 64->64 conv at 16x16, at
+   batch 1 and 64. Targets: <= 5x onnxruntime at batch 1, <= 3x at batch 64. A second table
+   shows why the im2col rows are channels-last: the copy and product of both layouts.
+3. Training: the MLP and CNN on the 8x8 digits (`tinytorch.core.zoo` recipes, whose
+   accuracies `tests/test_core_training.py` asserts) and TinyGPT steps on the corpus: wall
+   seconds, median epoch, median step (the first epoch/step excluded as warm-up).
+
+Sections 1 and 2 are interleaved medians after a warm-up (`_harness.compare`) of this
+process's CPU time (one thread each: on a shared machine wall time also counts other
+processes' turns); section 3 is wall time. One BLAS thread throughout.
+`--quick` uses a few repeats and epochs, so its accuracies are not the full-run numbers.
 """
 
 from __future__ import annotations
@@ -20,11 +32,245 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from tinytorch.core import zoo  # noqa: E402
+from tinytorch.core import nn, zoo  # noqa: E402
 from tinytorch.core.losses import cross_entropy  # noqa: E402
 from tinytorch.core.optim import AdamW  # noqa: E402
-from tinytorch.core.tensor import no_grad  # noqa: E402
+from tinytorch.core.tensor import Tensor, no_grad  # noqa: E402
 from tinytorch.core.train import evaluate  # noqa: E402
+
+OP_SIZE = 64  # the per-op table's operands are (64, 64) float32
+# Ratios are timed in this process's CPU time: everything compared runs on one thread, and
+# on a shared machine wall time would also count the turns other processes take on the core.
+CLOCK = time.process_time
+
+
+# ------------------------------------------------------------------------- per-op overhead
+def _np_softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _numpy_ops(a: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict:
+    """op -> (forward, forward + hand-written backward) in raw numpy."""
+
+    def softmax_fb():
+        out = _np_softmax(a)
+        return out * (g - (g * out).sum(axis=-1, keepdims=True))
+
+    return {
+        "add": (lambda: a + b, lambda: (a + b, g, g)),
+        "matmul": (lambda: a @ b, lambda: (a @ b, g @ b.T, a.T @ g)),
+        "relu": (lambda: np.maximum(a, 0), lambda: (np.maximum(a, 0), g * (a > 0))),
+        "softmax": (lambda: _np_softmax(a), softmax_fb),
+    }
+
+
+def _tensor_ops(a: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict:
+    """op -> (forward under no_grad, forward + backward) in tinytorch."""
+    x, y = Tensor(a), Tensor(b)
+    xg, yg = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    forwards = {
+        "add": lambda p, q: p + q,
+        "matmul": lambda p, q: p @ q,
+        "relu": lambda p, q: p.relu(),
+        "softmax": lambda p, q: p.softmax(axis=-1),
+    }
+
+    def train_step(f):
+        def run():
+            xg.grad = yg.grad = None
+            f(xg, yg).backward(g)
+
+        return run
+
+    return {k: ((lambda f=f: f(x, y)), train_step(f)) for k, f in forwards.items()}
+
+
+def _torch_ops(a: np.ndarray, b: np.ndarray, g: np.ndarray):
+    """The same ops in PyTorch eager (one thread), or None when torch is not importable."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    x, y, gt = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(g)
+    xg, yg = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    forwards = {
+        "add": lambda p, q: p + q,
+        "matmul": lambda p, q: p @ q,
+        "relu": lambda p, q: torch.relu(p),
+        "softmax": lambda p, q: torch.softmax(p, dim=-1),
+    }
+
+    def no_grad_fwd(f):
+        def run():
+            with torch.no_grad():
+                return f(x, y)
+
+        return run
+
+    def train_step(f):
+        def run():
+            xg.grad = yg.grad = None
+            f(xg, yg).backward(gt)
+
+        return run
+
+    return {k: (no_grad_fwd(f), train_step(f)) for k, f in forwards.items()}
+
+
+def bench_ops(repeats: int) -> dict:
+    """Seconds per call of each op: numpy, tinytorch (and torch), forward and forward+backward,
+    all interleaved in one `compare` per op."""
+    rng = np.random.default_rng(0)
+    a, b, g = (rng.standard_normal((OP_SIZE, OP_SIZE)).astype(np.float32) for _ in range(3))
+    impls = {"numpy": _numpy_ops(a, b, g), "tinytorch": _tensor_ops(a, b, g)}
+    torch_ops = _torch_ops(a, b, g)
+    if torch_ops is not None:
+        impls["torch"] = torch_ops
+    out = {}
+    for op in impls["numpy"]:
+        fns = {}
+        for lib, ops in impls.items():
+            fns[f"{lib} fwd"], fns[f"{lib} fwd+bwd"] = ops[op]
+        secs = H.compare(
+            fns,
+            repeats=repeats,
+            contexts={f"{lib} fwd": no_grad for lib in impls if lib != "torch"},
+            timer=CLOCK,
+        )
+        out[op] = secs
+    return out
+
+
+def print_ops(ops: dict) -> list:
+    """The per-op table; returns the targets (tinytorch / numpy under no_grad <= 2)."""
+    libs = [lib for lib in ("tinytorch", "torch") if f"{lib} fwd" in next(iter(ops.values()))]
+    headers = ["op (64x64 float32)", "numpy fwd (us)", "numpy fwd+bwd (us)"]
+    for lib in libs:
+        headers += [f"{lib} fwd (us)", f"{lib} / numpy fwd", f"{lib} / numpy fwd+bwd"]
+    rows = []
+    for op, s in ops.items():
+        row = [op, s["numpy fwd"] * 1e6, s["numpy fwd+bwd"] * 1e6]
+        for lib in libs:
+            row += [
+                s[f"{lib} fwd"] * 1e6,
+                s[f"{lib} fwd"] / s["numpy fwd"],
+                s[f"{lib} fwd+bwd"] / s["numpy fwd+bwd"],
+            ]
+        rows.append(row)
+    title = "Per-op overhead: time / the same computation in raw numpy (fwd: under no_grad)"
+    if "torch" not in libs:
+        title += "; PyTorch not installed (pip install tinytorch[bench])"
+    H.print_table(headers, rows, title=title)
+    return [
+        H.Target(
+            f"tinytorch {op} (64x64) / numpy, under no_grad",
+            s["tinytorch fwd"] / s["numpy fwd"], 2.0, unit="x", higher_is_better=False,
+        )
+        for op, s in ops.items()
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------- convolution vs ORT
+def digits_cnn() -> nn.Sequential:
+    """The digits CNN of bench/quantization.py (8x8 images)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 16, 4, 4)
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 32, 2, 2)
+        nn.Flatten(), nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+def bench_conv(repeats: int, quick: bool) -> dict | None:
+    """Forward latency of tinytorch vs onnxruntime FP32 (same weights, one thread)."""
+    try:
+        import onnxruntime  # noqa: F401
+
+        from tinytorch.quantization import OnnxRunner, export_onnx
+    except ImportError as exc:
+        print(f"note: conv vs onnxruntime skipped ({exc}; pip install tinytorch[deploy])")
+        return None
+    nn.manual_seed(0)
+    cases = {
+        "digits CNN (1x8x8)": (digits_cnn(), (1, 8, 8)),
+        "conv 3x3 64->64 (64x16x16)": (nn.Sequential(nn.Conv2d(64, 64, 3, padding=1)),
+                                       (64, 16, 16)),
+    }  # fmt: skip
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (model, shape) in cases.items():
+        model.eval()
+        ort = OnnxRunner(export_onnx(model, shape))
+        for batch in (1, 8) if quick else (1, 64):
+            x = rng.random((batch, *shape), dtype=np.float32)
+
+            def ours(model=model, x=x):
+                with no_grad():
+                    return model(x).data
+
+            diff = float(np.abs(ours() - ort(x)).max())
+            secs = H.compare({"tinytorch": ours, "onnxruntime": lambda r=ort, x=x: r(x)},
+                             repeats=repeats, warmup=3, timer=CLOCK)  # fmt: skip
+            out[f"{name}, batch {batch}"] = {
+                "batch": batch,
+                "tinytorch_ms": secs["tinytorch"] * 1e3,
+                "onnxruntime_ms": secs["onnxruntime"] * 1e3,
+                "ratio": secs["tinytorch"] / secs["onnxruntime"],
+                "max_abs_diff": diff,
+            }
+    H.print_table(
+        ["model, batch", "tinytorch (ms)", "onnxruntime FP32 (ms)", "tinytorch / ORT",
+         "max |diff|"],
+        [[k, r["tinytorch_ms"], r["onnxruntime_ms"], r["ratio"], r["max_abs_diff"]]
+         for k, r in out.items()],
+        title="Convolution forward, no_grad, one thread: tinytorch vs onnxruntime FP32",
+    )  # fmt: skip
+    out["im2col layouts"] = bench_im2col_layouts(repeats, quick)
+    return out
+
+
+def bench_im2col_layouts(repeats: int, quick: bool) -> dict:
+    """The im2col copy and the product for the two row orders, on the 64->64 layer."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from tinytorch.core.nn import _pad_nhwc, _patches, pack_conv_weight
+
+    n = 8 if quick else 64
+    rng = np.random.default_rng(1)
+    x = rng.random((n, 64, 16, 16), dtype=np.float32)
+    w = rng.random((64, 64, 3, 3), dtype=np.float32)
+
+    def channels_first():  # rows (N*Ho*Wo, C*kh*kw) from NCHW windows, weight as a view
+        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, kh, kw)
+        return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * 256, 576)
+
+    def channels_last():  # rows (N*Ho*Wo, kh*kw*C) from padded NHWC windows
+        return _patches(_pad_nhwc(x, 1, 1), 3, 3, 1, 1, 16, 16)
+
+    wf, wl = w.reshape(64, 576).T, pack_conv_weight(w)
+    cf, cl = channels_first(), channels_last()
+    secs = H.compare(
+        {
+            "im2col channels-first": channels_first,
+            "im2col channels-last": channels_last,
+            "GEMM channels-first": lambda: cf @ wf,
+            "GEMM channels-last": lambda: cl @ wl,
+        },
+        repeats=repeats,
+        timer=CLOCK,
+    )
+    H.print_table(
+        ["step", "channels-first (C, kh, kw) (ms)", "channels-last (kh, kw, C) (ms)"],
+        [
+            ["im2col copy", secs["im2col channels-first"] * 1e3,
+             secs["im2col channels-last"] * 1e3],
+            ["GEMM", secs["GEMM channels-first"] * 1e3, secs["GEMM channels-last"] * 1e3],
+        ],
+        title=f"im2col row layout, 3x3 64->64 at 16x16, batch {n} (the library uses the faster)",
+    )  # fmt: skip
+    return {k: v * 1e3 for k, v in secs.items()}
 
 
 def bench_digits(kind: str, epochs: int, seed: int = 0) -> dict:
@@ -39,6 +285,7 @@ def bench_digits(kind: str, epochs: int, seed: int = 0) -> dict:
         "steps": f"{epochs} epochs x {n_batches} batches",
         "total_s": total,
         "median_step_ms": 1000 * statistics.median(steady) / n_batches,
+        "median_epoch_s": statistics.median(steady),
         "metric": "test acc",
         "value": evaluate(model, data.loader("test")),
         "params": model.num_parameters(),
@@ -88,6 +335,7 @@ def bench_tinygpt(steps: int, seed: int = 0) -> dict | None:
         "steps": f"{steps} steps x {batch}x{t_len} tokens",
         "total_s": total,
         "median_step_ms": 1000 * statistics.median(times[1:] or times),
+        "median_epoch_s": None,
         "metric": "val loss (nats)",
         "value": val_loss,
         "params": model.num_parameters(),
@@ -100,23 +348,32 @@ def main(argv: list[str] | None = None) -> int:
     args = H.parse_args(__doc__.splitlines()[0], argv)
     epochs_mlp, epochs_cnn = H.pick(args, 3, 30), H.pick(args, 2, 30)
     gpt_steps = H.pick(args, 20, 300)
-    print(f"core training runs ({'quick' if args.quick else 'full'}); {H.environment()}")
+    print(f"core benchmarks ({'quick' if args.quick else 'full'}); {H.environment()}")
+    ops = bench_ops(repeats=H.pick(args, 3, 9))
+    targets = print_ops(ops)
+    conv = bench_conv(repeats=H.pick(args, 3, 9), quick=args.quick)
+    if conv is not None:
+        for key, r in conv.items():
+            if key != "im2col layouts":
+                limit = 5.0 if r["batch"] == 1 else 3.0
+                targets.append(H.Target(f"{key}: tinytorch / onnxruntime FP32", r["ratio"],
+                                        limit, unit="x", higher_is_better=False))  # fmt: skip
     runs = [bench_digits("mlp", epochs_mlp), bench_digits("cnn", epochs_cnn)]
     gpt = bench_tinygpt(gpt_steps)
     if gpt is not None:
         runs.append(gpt)
     H.print_table(
-        ["run", "work", "total (s)", "median step (ms)", "params", "result", "value"],
+        ["run", "work", "total (s)", "median epoch (s)", "median step (ms)", "params",
+         "result", "value"],
         [
-            [r["run"], r["steps"], r["total_s"], r["median_step_ms"], r["params"], r["metric"],
-             r["value"]]
+            [r["run"], r["steps"], r["total_s"], r["median_epoch_s"] or "-",
+             r["median_step_ms"], r["params"], r["metric"], r["value"]]
             for r in runs
         ],
         title="Wall times (one run each; the median step excludes the first epoch/step)",
     )  # fmt: skip
     note = "--quick: a few epochs/steps only" if args.quick else ""
     by_run = {r["run"]: r for r in runs}
-    targets = []
     if args.quick:  # a few epochs cannot reach the full-run accuracies: nothing to claim
         print("--quick: digit accuracy targets (MLP >= 0.95, CNN >= 0.97) need the full run")
     else:
@@ -140,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("TinyGPT: skipped (tinytorch.core.transformer is not available)")
-    return H.finish(args, "core", {r["run"]: r for r in runs}, targets)
+    results = {"ops_seconds": ops, "conv": conv, "training": {r["run"]: r for r in runs}}
+    return H.finish(args, "core", results, targets)
 
 
 if __name__ == "__main__":

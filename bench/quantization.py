@@ -40,6 +40,9 @@ every layer (on this CPU), and the same for a numpy emulation of the AVX2 kernel
 whether its AVX2 path saturates depends on its version; the check and the emulation treat every
 uint8 x int8 node as the saturating kernel, the conservative case.)
 
+FP32 convolution speed against onnxruntime (the digits CNN, a 3x3 64->64 layer) is in
+bench/core.py.
+
 Targets (PASS/FAIL; a failure exits 1 in full mode):
 
 - onnxruntime INT8 (default export) >= 2x faster than FP32 numpy at batch 64 (MLP)

@@ -64,7 +64,7 @@ def model_and_prompt(draw, dtype=np.float64):
             p.data *= 20.0
     batch = draw(st.integers(1, 2))
     t = draw(st.integers(1, cfg.block_size))
-    n = draw(st.integers(0, cfg.block_size - t + 1))
+    n = draw(st.integers(0, cfg.block_size - t + 5))  # up to 4 steps past block_size
     seed = draw(st.integers(0, 2**31))
     prompt = np.random.default_rng(seed).integers(0, cfg.vocab_size, size=(batch, t))
     return model, prompt, n
@@ -80,10 +80,12 @@ def test_cached_greedy_generation_gives_the_uncached_tokens(case, kind):
     cache = make_cache(kind, model, prompt.shape[0], total)
     got = model.generate(prompt, n, greedy=True, cache=cache)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(generate_cached(model, prompt, n), want)
+    if total - 1 <= model.config.block_size:  # the module's loop does not crop
+        np.testing.assert_array_equal(generate_cached(model, prompt, n), want)
     if kind == "dynamic":
         np.testing.assert_array_equal(model.generate(prompt, n, greedy=True, use_cache=True), want)
-    assert cache.get_seq_length() == (total - 1 if n else 0)
+    # past block_size every step resets the cache and prefills the cropped context
+    assert cache.get_seq_length() == (min(total - 1, model.config.block_size) if n else 0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -307,12 +309,6 @@ def test_prompt_longer_than_the_static_capacity():
 
 def test_core_generate_and_forward_reject_bad_cache_use():
     model = TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, d_model=4), 0)
-    with pytest.raises(ValueError, match=r"5 prompt \+ 4 generated.*9 positions > block_size=8"):
-        model.generate(np.arange(5), 5, use_cache=True)
-    np.testing.assert_array_equal(  # 5 + 4 - 1 = 8 positions fit
-        model.generate(np.arange(5), 4, greedy=True, use_cache=True),
-        model.generate(np.arange(5), 4, greedy=True),
-    )
     with pytest.raises(TypeError, match="has no update"):
         model.generate(np.arange(3), 2, cache=object())
     cache = KVCache(1)
@@ -340,18 +336,59 @@ def test_generate_with_cache_runs_without_grad_and_restores_training_mode():
     model = TinyGPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, d_model=8), 0)
     model.train()
     for cache in (None, StaticKVCache.for_model(model)):
-        model.generate([1, 2], 5, use_cache=True, cache=cache, seed=0)
+        model.generate([1, 2], 5, use_cache=True, cache=cache, do_sample=True, seed=0)
         assert model.training
         assert all(p.grad is None for p in model.parameters())
     # sampling with a cache uses the same random stream as without
-    a = model.generate([1, 2], 8, temperature=1.0, seed=3)
-    b = model.generate([1, 2], 8, temperature=1.0, seed=3, use_cache=True)
+    a = model.generate([1, 2], 8, do_sample=True, top_p=0.9, seed=3)
+    b = model.generate([1, 2], 8, do_sample=True, top_p=0.9, seed=3, use_cache=True)
     np.testing.assert_array_equal(a, b)
+
+
+def test_cached_generation_past_block_size_crops_like_the_uncached_path():
+    """Cached and uncached generation past block_size: same tokens, greedy and sampled, with
+    the core's StaticCache and with the module's caches; a cache without reset() is refused."""
+    with default_dtype(np.float64):
+        model = TinyGPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=8), 0)
+    for p in model.parameters():
+        p.data *= 20.0
+    for prompt in (np.arange(5), np.arange(11) % 13, np.array([[1, 2, 3], [4, 5, 6]])):
+        want = model.generate(prompt, 12)
+        np.testing.assert_array_equal(model.generate(prompt, 12, use_cache=True), want)
+        np.testing.assert_array_equal(model.generate(prompt, 12, cache=KVCache(2)), want)
+        sampled = model.generate(prompt, 12, do_sample=True, top_k=5, seed=1)
+        np.testing.assert_array_equal(
+            model.generate(prompt, 12, do_sample=True, top_k=5, seed=1, use_cache=True), sampled
+        )
+
+    class NoReset:
+        def __init__(self):
+            self.inner = KVCache(2)
+
+        def update(self, k, v, layer_idx):
+            return self.inner.update(k, v, layer_idx)
+
+        def get_seq_length(self, layer_idx=0):
+            return self.inner.get_seq_length(layer_idx)
+
+    model.generate(np.arange(4), 5, cache=NoReset())  # 8 positions fit: no reset needed
+    with pytest.raises(TypeError, match="NoReset has no reset"):
+        model.generate(np.arange(4), 6, cache=NoReset())
+
+
+def test_module_caches_build_on_the_core_protocol():
+    from tinytorch.core.cache import Cache
+
+    for cache in (KVCache(1), StaticKVCache(1, 1, 1, 4, 2), SlidingWindowKVCache(1, 2)):
+        assert isinstance(cache, Cache)
 
 
 def test_core_does_not_import_the_module_at_import_time():
     code = (
         "import sys, tinytorch.core.transformer, tinytorch.core.attention;"
+        "from tinytorch.core.transformer import GPTConfig, TinyGPT;"
+        "m = TinyGPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, d_model=2), 0);"
+        "m.generate([1, 2], 5, use_cache=True);"
         "print('tinytorch.memory' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -382,7 +419,7 @@ def test_positions_processed_and_kv_cache_bytes():
     for kind in STRATEGIES:  # every cache's memory_bytes matches the formula when full
         model = TinyGPT(GPTConfig(vocab_size=7, block_size=10, n_layer=3, n_head=2, d_model=6), 0)
         cache = make_cache(kind, model, 2, 10)
-        model.generate(np.ones((2, 4), dtype=np.int64), 7, cache=cache, seed=0)
+        model.generate(np.ones((2, 4), dtype=np.int64), 7, cache=cache, do_sample=True, seed=0)
         assert cache.memory_bytes() == kv_cache_bytes(3, 2, 2, 10, 3)
 
 

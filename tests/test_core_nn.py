@@ -279,6 +279,42 @@ def test_conv2d_matches_direct_loops(cin, cout, k, stride, padding, hw):
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
 
 
+@FAST
+@given(cfg=conv_config(), pool=st.sampled_from([(2, None), (2, 1), (3, 2)]), seed=SEEDS)
+def test_conv_relu_pool_inference_equals_the_graph_path(cfg, pool, seed):
+    """Under no_grad, conv (channels-last result viewed as NCHW) -> relu -> max pool (strided
+    maxima without argmax) -> flatten gives the values of the recorded path and of loops."""
+    n, cin, cout, k, stride, padding, h, w = cfg
+    rng = np.random.default_rng(seed)
+    conv = f64(lambda: nn.Conv2d(cin, cout, k, stride=stride, padding=padding))
+    x = rand(rng, (n, cin, h, w))
+    y = conv(x)
+    pk, ps = pool
+    if min(y.shape[2:]) < pk:
+        return
+    model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(pk, ps), nn.Flatten())
+    graph = model(x)  # x requires grad: the argmax path
+    with no_grad(), default_dtype(np.float64):
+        fast = model(x.data)
+    np.testing.assert_allclose(fast.data, graph.data, rtol=0, atol=1e-12)
+    ref = np.maximum(y.data, 0)
+    win = np.lib.stride_tricks.sliding_window_view(ref, (pk, pk), axis=(2, 3))
+    s = pk if ps is None else ps
+    ref = win[:, :, ::s, ::s].max(axis=(4, 5)).reshape(n, -1)
+    np.testing.assert_allclose(fast.data, ref, rtol=0, atol=1e-12)
+
+
+def test_conv2d_sees_in_place_weight_changes():
+    """The weight is packed at every call: an in-place update is never served stale."""
+    conv = f64(lambda: nn.Conv2d(2, 3, 3, padding=1))
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 5))
+    with no_grad():
+        a = conv(x).data.copy()
+        conv.weight.data *= 2.0
+        conv.bias.data *= 2.0
+        np.testing.assert_allclose(conv(x).data, 2 * a, rtol=1e-12)
+
+
 class CountingBackend(backends.Backend):
     name = "counting-test"
 
@@ -604,3 +640,35 @@ def test_deepcopy_gives_an_independent_equal_model():
     np.testing.assert_array_equal(model(x).data, clone(x).data)
     clone[0].weight.data += 1
     assert not np.array_equal(model(x).data, clone(x).data)
+
+
+@pytest.mark.slow
+def test_bench_core_quick_runs_and_writes_valid_json(tmp_path):
+    """bench/core.py --quick: per-op rows for every op, conv rows that agree with onnxruntime
+    (when installed), training rows with step times."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "core.json"
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "core.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())["results"]
+    assert set(data["ops_seconds"]) == {"add", "matmul", "relu", "softmax"}
+    for secs in data["ops_seconds"].values():
+        assert secs["numpy fwd"] > 0 and secs["tinytorch fwd+bwd"] > 0
+    if data["conv"] is not None:
+        rows = {k: r for k, r in data["conv"].items() if k != "im2col layouts"}
+        assert len(rows) == 4
+        assert all(r["max_abs_diff"] < 1e-4 for r in rows.values())
+    assert {"MLP digits", "CNN digits"} <= set(data["training"])
+    assert all(r["median_step_ms"] > 0 for r in data["training"].values())

@@ -346,9 +346,9 @@ def test_dropout_is_active_in_train_mode_only():
 def test_generate_is_deterministic_for_a_seed_and_varies_across_seeds():
     model = tiny_model()
     prompt = np.array([1, 2, 3])
-    a = model.generate(prompt, 20, temperature=1.0, seed=5)
-    b = model.generate(prompt, 20, temperature=1.0, seed=5)
-    c = model.generate(prompt, 20, temperature=1.0, seed=6)
+    a = model.generate(prompt, 20, do_sample=True, seed=5)
+    b = model.generate(prompt, 20, do_sample=True, seed=5)
+    c = model.generate(prompt, 20, do_sample=True, seed=6)
     assert a.shape == (23,) and a.dtype == np.int64
     np.testing.assert_array_equal(a[:3], prompt)
     np.testing.assert_array_equal(a, b)
@@ -366,9 +366,10 @@ def test_greedy_generate_equals_manual_argmax_loop():
     for _ in range(n):
         logits = model(ids[:, -TINY["block_size"] :]).data  # (B, T, V)
         ids = np.concatenate([ids, logits[:, -1].argmax(-1)[:, None]], axis=1)
-    np.testing.assert_array_equal(model.generate(prompt, n, temperature=0), ids)
+    np.testing.assert_array_equal(model.generate(prompt, n), ids)  # greedy by default (HF)
+    np.testing.assert_array_equal(model.generate(prompt, n, do_sample=False), ids)
     np.testing.assert_array_equal(model.generate(prompt, n, greedy=True, seed=3), ids)
-    np.testing.assert_array_equal(model.generate(prompt, n, top_k=1, seed=3), ids)
+    np.testing.assert_array_equal(model.generate(prompt, n, do_sample=True, top_k=1, seed=3), ids)
     np.testing.assert_array_equal(model.generate(prompt[1], n, temperature=0), ids[1])
 
 
@@ -381,7 +382,7 @@ def test_generate_recomputes_the_cropped_context_without_grad():
             return super().next_token_logits(ids)
 
     model = Spy(GPTConfig(**TINY), seed=0)
-    out = model.generate([[1, 2]], 6, seed=0)
+    out = model.generate([[1, 2]], 6, do_sample=True, seed=0)
     assert out.shape == (1, 8)
     assert [s[0] for s in seen] == [(1, t) for t in range(2, 8)]  # the whole context each step
     assert all(not grad and not training for _, grad, training in seen)
@@ -395,15 +396,99 @@ def test_generate_with_zero_new_tokens_and_bad_arguments():
     with pytest.raises(TypeError, match="integer"):
         model.generate([1.5, 2.0], 3)
     with pytest.raises(ValueError, match="temperature.*-1"):
-        model.generate([1], 3, temperature=-1)
-    with pytest.raises(ValueError, match="top_k.*0"):
-        model.generate([1], 3, top_k=0)
+        model.generate([1], 3, temperature=-1, do_sample=True)
+    with pytest.raises(ValueError, match="top_k.*-1"):
+        model.generate([1], 3, top_k=-1, do_sample=True)
     with pytest.raises(ValueError, match="max_new_tokens.*-2"):
         model.generate([1], -2)
     with pytest.raises(ValueError, match="12.*vocab_size 11"):
         model.generate([12], 3)
     with pytest.raises(ValueError, match=r"shape \(0,\)"):
         model.generate([], 3)
+
+
+def test_generate_has_hugging_face_meanings():
+    model = tiny_model(seed=1)
+    prompt = np.array([[3, 1, 4]])
+    greedy = model.generate(prompt, 6)  # do_sample=False by default: the argmax, no randomness
+    np.testing.assert_array_equal(model.generate(prompt, 6, do_sample=False), greedy)
+    np.testing.assert_array_equal(model.generate(prompt, 6, greedy=True), greedy)
+    np.testing.assert_array_equal(
+        model.generate(prompt, 6, greedy=False, seed=4),
+        model.generate(prompt, 6, do_sample=True, seed=4),
+    )
+    outs = {model.generate(prompt, 6, do_sample=True, seed=s).tobytes() for s in range(6)}
+    assert len(outs) > 1  # sampling varies with the seed
+    # temperature / top_k / top_p / a seed without do_sample=True would silently do nothing
+    for kwargs in (dict(temperature=0.7), dict(top_k=5), dict(top_p=0.9), dict(seed=3)):
+        with pytest.raises(ValueError, match="do_sample=True"):
+            model.generate(prompt, 3, **kwargs)
+    with pytest.raises(ValueError, match="temperature=0 with do_sample=True.*do_sample=False"):
+        model.generate(prompt, 3, do_sample=True, temperature=0)
+    with pytest.raises(ValueError, match="contradicts"):
+        model.generate(prompt, 3, do_sample=True, greedy=True)
+    with pytest.raises(ValueError, match=r"top_p must be a probability in \(0, 1\], got 1.5"):
+        model.generate(prompt, 3, do_sample=True, top_p=1.5)
+    with pytest.raises(TypeError, match="do_sample must be True or False"):
+        model.generate(prompt, 3, do_sample="yes")
+
+
+def test_generate_with_text_names_the_mistake():
+    model = tiny_model()
+    with pytest.raises(TypeError, match=r"token ids .*\(B, T\).*'hello'.*tokenizer"):
+        model.generate("hello", 3)
+    with pytest.raises(TypeError, match=r"integer token ids.*\(B, T\).*dtype <U5"):
+        model.generate(["hello"], 3)
+
+
+def test_top_p_keeps_the_smallest_nucleus_like_hugging_face():
+    logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]]))
+    rng = np.random.default_rng(0)
+    draws = np.array([TinyGPT.sample_next(logits, rng, top_p=0.5)[0] for _ in range(4000)])
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(freq, [0, 0, 3 / 7, 4 / 7], atol=0.03)
+    draws = [TinyGPT.sample_next(logits, rng, top_p=0.4)[0] for _ in range(200)]
+    assert set(draws) == {3}  # the top token alone reaches 0.4
+    draws = np.array([TinyGPT.sample_next(logits, rng, top_p=1.0)[0] for _ in range(4000)])
+    assert set(draws.tolist()) == {0, 1, 2, 3}
+    draws = [TinyGPT.sample_next(logits, rng, do_sample=False)[0] for _ in range(5)]
+    assert set(draws) == {3}
+
+
+def test_static_cache_is_the_core_protocol_and_names_bad_input():
+    from tinytorch.core.cache import Cache, StaticCache
+
+    model = tiny_model()
+    cache = StaticCache.for_model(model, batch_size=2, max_cache_len=5)
+    assert isinstance(cache, Cache) and cache.get_seq_length() == 0
+    k = np.ones((2, 2, 3, 4), np.float32)  # (B, H, T, D) for d_model 8, 2 heads
+    keys, values = cache.update(k, 2 * k, 0)
+    assert keys.shape == (2, 2, 3, 4) and np.shares_memory(keys, cache.keys[0])
+    assert cache.get_seq_length(0) == 3 and cache.get_seq_length(1) == 0
+    with pytest.raises(ValueError, match=r"B=2, H=2 heads of dim D=4.*got key \(1, 2, 1, 4\)"):
+        cache.update(k[:1, :, :1], k[:1, :, :1], 0)  # a batch of 1 would broadcast silently
+    with pytest.raises(ValueError, match=r"full: layer 0 holds 3 of max_cache_len=5.*3 more"):
+        cache.update(k, k, 0)
+    with pytest.raises(ValueError, match=r"layer_idx must be an integer in 0\.\.1, got -1"):
+        cache.update(k, k, -1)
+    cache.reset()
+    assert cache.get_seq_length() == 0
+    with pytest.raises(NotImplementedError, match="must implement update"):
+        Cache().update(k, k, 0)
+
+
+def test_cached_generation_past_block_size_equals_uncached_in_the_core():
+    model = tiny_model(seed=3)
+    for p in model.parameters():  # sharper logits, fewer near-ties
+        p.data *= 20.0
+    prompt = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])  # block_size 6: crosses after 2 tokens
+    np.testing.assert_array_equal(
+        model.generate(prompt, 9, use_cache=True), model.generate(prompt, 9)
+    )
+    long_prompt = np.arange(9) % 11  # longer than block_size already
+    np.testing.assert_array_equal(
+        model.generate(long_prompt, 4, use_cache=True), model.generate(long_prompt, 4)
+    )
 
 
 def test_sampler_follows_the_softmax_and_respects_top_k():

@@ -7,6 +7,7 @@ import tracemalloc
 import numpy as np
 
 from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.cache import Cache
 from tinytorch.core.tensor import Tensor, no_grad
 from tinytorch.core.transformer import TinyGPT
 
@@ -108,7 +109,7 @@ def _like(arr: np.ndarray, like):
 
 
 # %% cell 22: kv_cache
-class KVCache:
+class KVCache(Cache):
     """A growing KV cache: per layer, keys and values (B, H, T, D) extended by concatenation.
 
     `update(key, value, layer_idx)` appends the new positions and returns all keys and values

@@ -80,6 +80,7 @@ import tracemalloc
 import numpy as np
 
 from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.cache import Cache
 from tinytorch.core.tensor import Tensor, no_grad
 from tinytorch.core.transformer import TinyGPT
 
@@ -436,7 +437,7 @@ def _like(arr: np.ndarray, like):
 
 # %% nbgrader={"grade": false, "grade_id": "kv_cache", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
-class KVCache:
+class KVCache(Cache):
     """A growing KV cache: per layer, keys and values (B, H, T, D) extended by concatenation.
 
     `update(key, value, layer_idx)` appends the new positions and returns all keys and values
@@ -951,8 +952,10 @@ _check_generate_hidden()
 # The core's `TinyGPT` has the same plumbing: `model(ids, cache=cache)` runs the new tokens
 # through every block with `block.attn(x, cache=cache, layer_idx=i)`, which does what your
 # `cached_attention` does, and `model.generate(..., use_cache=True)` (or `cache=...`) runs
-# your loop. The cache is duck-typed: anything with `update` and `get_seq_length` works, so the
-# library happily runs **your** `KVCache`:
+# your loop. The protocol lives in the core, `tinytorch.core.cache.Cache` (`update`,
+# `get_seq_length`, `reset`; your `KVCache` subclasses it), and `use_cache=True` uses the core's
+# own preallocated `StaticCache`. Anything with those methods works, so the library happily
+# runs **your** `KVCache`:
 
 # %%
 _short = np.array([5, 9, 2, 7])

@@ -186,7 +186,7 @@ def attention_kernel(qd, kd, vd, allowed, any_key):
     """numpy forward of attention -> (out, probs, weights, keep, scale); see _attention_fused."""
     dt = qd.dtype
     scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
-    scores = backends.matmul(qd, np.swapaxes(kd, -1, -2)) * scale  # (B, H, Tq, Tk)
+    scores = backends.matmul(qd, kd.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
     if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
         scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
     # max-shifted softmax, in place (ufunc reduces skip ndarray.max/.sum's Python wrappers)
@@ -311,20 +311,33 @@ class MultiHeadAttention(Module):
         caller checks that no dropout is active.
         """
         b, t_len, c = h.shape
-        qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data)  # (B, T, 3C)
+        rows = self.inference_rows(h.reshape(b * t_len, c), b, t_len, cache, layer_idx)
+        return rows.reshape(b, t_len, c)  # (B*T, C) -> (B, T, C)
+
+    def inference_rows(
+        self, h: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0
+    ) -> np.ndarray:
+        """`inference` on the positions as rows: h (B*T, C) -> (B*T, C). Rows keep every
+        projection one 2-D product with no reshape around it (the per-token path)."""
+        qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data)  # (B*T, 3C)
         qkv = qkv.reshape(b, t_len, 3, self.n_heads, self.head_dim)  # (B, T, 3, H, D)
         qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
         q, k, v = qkv[0], qkv[1], qkv[2]  # 3 x (B, H, T, D)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)  # 2 x (B, H, Tk, D): the past and the new
-            k, v = getattr(k, "data", k), getattr(v, "data", v)
+            # a Tensor's array, or any array-like as an ndarray (NOT getattr(k, "data"): an
+            # ndarray's .data is a memoryview, which numpy converts back at every use)
+            k = k.data if isinstance(k, Tensor) else np.asarray(k)
+            v = v.data if isinstance(v, Tensor) else np.asarray(v)
         tk = k.shape[2]
         if tk < t_len:
             raise ValueError(f"causal attention needs Tk >= Tq, got Tq={t_len}, Tk={tk}")
         allowed = causal_mask(t_len, tk) if t_len > 1 else None  # (Tq, Tk)
         y = attention_kernel(q, k, v, allowed, None)[0]  # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(b, t_len, c)  # (B, H, T, D) -> (B, T, C)
-        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data)  # (B, T, C)
+        if t_len > 1:  # one position: (B, H, 1, D) is already laid out as (B, 1, H*D)
+            y = y.transpose(0, 2, 1, 3)  # (B, H, T, D) -> (B, T, H, D)
+        y = y.reshape(b * t_len, self.d_model)  # (B*T, C)
+        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data)  # (B*T, C)
 
     def forward(
         self, x: Tensor, causal: bool = True, mask=None, cache=None, layer_idx: int = 0

@@ -3,7 +3,7 @@
 A `Module` registers the `Parameter`s and sub-`Module`s assigned to its attributes, so
 `model.parameters()`, `model.state_dict()` and `model.eval()` reach every layer without the
 layer listing them by hand. Every matmul-shaped computation (`Linear`, `Conv2d`'s im2col
-product) goes through `Tensor.__matmul__`, i.e. through `tinytorch.core.backends.matmul`.
+product, forward and backward) goes through `tinytorch.core.backends.matmul`.
 
 Parameters are created in the default float dtype (float32; float64 inside
 `with default_dtype(np.float64):`), initialised from a module-level RNG that
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.core import backends
-from tinytorch.core.tensor import Tensor, get_default_dtype
+from tinytorch.core.tensor import Tensor, get_default_dtype, is_grad_enabled
 
 __all__ = [
     "manual_seed",
@@ -77,6 +77,8 @@ def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
 # --------------------------------------------------------------------------- helpers
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints -> a pair of ints (kernel sizes, strides, paddings)."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        return value  # already normalised (a layer's stored setting): the per-call path
     pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -416,6 +418,9 @@ class Identity(Module):
 # --------------------------------------------------------------------------- Linear
 def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product."""
+    if a.ndim == 2:  # rows already: no reshape around the product
+        out = backends.matmul(a, w)  # (N, in) @ (in, out)
+        return out if b is None else out + b
     out = backends.matmul(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
     if b is not None:
         out = out + b
@@ -541,8 +546,66 @@ def im2col(x: Tensor, kernel_size, stride=1, padding=0) -> Tensor:
     return x._make(np.ascontiguousarray(cols), (x,), backward, "im2col")
 
 
+def _strided(base: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of the contiguous array `base` with the given shape and byte strides:
+    what `np.lib.stride_tricks.as_strided` does, without its ~10 µs of Python per call (a
+    batch-1 forward of a small CNN is a few dozen µs). The caller keeps it inside `base`."""
+    view = np.ndarray(shape, base.dtype, base, 0, strides)
+    view.flags.writeable = False
+    return view
+
+
+def _pad_nhwc(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """(N, C, H, W) -> zero-padded channels-last (N, H + 2ph, W + 2pw, C), one copy."""
+    n, c, h, w = x.shape
+    xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+    return xp
+
+
+def _patches(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int) -> np.ndarray:
+    """im2col of a padded channels-last xp (N, Hp, Wp, C) -> rows (N*Ho*Wo, kh*kw*C).
+
+    The windows are a strided view (N, Ho, Wo, kh, kw, C) of xp; the reshape is the one copy.
+    Channels-last puts each window row's kw*C values next to each other in memory, so the copy
+    moves runs of kw*C floats; the channels-first order (C, kh, kw) gathers runs of kw floats
+    and measured 3-5x slower (bench/core.py prints both).
+    """
+    n, _, _, c = xp.shape
+    s_n, s_h, s_w, s_c = xp.strides
+    win = _strided(xp, (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
+    return win.reshape(n * ho * wo, kh * kw * c)  # (N*Ho*Wo, kh*kw*C)
+
+
+def pack_conv_weight(w: np.ndarray) -> np.ndarray:
+    """(out_c, C, kh, kw) -> (kh*kw*C, out_c), the row order of `_patches` (one copy)."""
+    out_c, c, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
+
+
+def conv2d_kernel(x, wpack, b, kernel_size, stride, padding) -> tuple[np.ndarray, np.ndarray]:
+    """numpy forward of `conv2d` -> (out (N, out_c, Ho, Wo), the patch rows it multiplied).
+
+    Pad into channels-last, take the patches through a strided view, and run ONE product
+    (N*Ho*Wo, kh*kw*C) @ (kh*kw*C, out_c) through the backend routing point.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, _, h, w = x.shape
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    cols = _patches(_pad_nhwc(x, ph, pw), kh, kw, sh, sw, ho, wo)  # (N*Ho*Wo, kh*kw*C)
+    out = backends.matmul(cols, wpack)  # (N*Ho*Wo, out_c): channels-last rows
+    if b is not None:
+        out += b
+    # (N, Ho, Wo, O) -> (N, O, Ho, Wo) as a view: channels-last in memory, no copy. Elementwise
+    # ops keep that layout, pooling slices it, and the next conv's channels-last copy reads it
+    # in order: measured faster than making it channels-first here.
+    return out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2), cols
+
+
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
-    """2-D cross-correlation as im2col + one matmul through the backend routing point."""
+    """2-D cross-correlation as ONE graph node: im2col through a strided view and one matmul
+    through the backend routing point (`conv2d_kernel`); the backward has three products:
+    dW = cols^T dY, dcols = dY W^T (added back onto the pixels, col2im), db = sum dY."""
     out_c, in_c, kh, kw = weight.shape
     if x.ndim != 4 or x.shape[1] != in_c:
         raise ValueError(
@@ -552,12 +615,28 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
     ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
-    cols = im2col(x, (kh, kw), (sh, sw), (ph, pw))  # (N*Ho*Wo, C*kh*kw)
-    wmat = weight.reshape(out_c, in_c * kh * kw).T  # (C*kh*kw, out_c)
-    out = cols @ wmat  # (N*Ho*Wo, out_c)
-    if bias is not None:
-        out = out + bias
-    return out.reshape(n, ho, wo, out_c).permute(0, 3, 1, 2)  # (N, out_c, Ho, Wo)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"kernel {(kh, kw)} does not fit input {x.shape} with padding {(ph, pw)}")
+    wpack = pack_conv_weight(weight.data)  # (kh*kw*C, O): packed per call, see Conv2d
+    b = None if bias is None else bias.data
+    out, cols = conv2d_kernel(x.data, wpack, b, (kh, kw), (sh, sw), (ph, pw))
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        g_rows = g.transpose(0, 2, 3, 1).reshape(n * ho * wo, out_c)  # (N*Ho*Wo, O)
+        g_w = backends.matmul(cols.T, g_rows)  # (kh*kw*C, O)
+        g_w = g_w.reshape(kh, kw, in_c, out_c).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
+        g_cols = backends.matmul(g_rows, wpack.T)  # (N*Ho*Wo, kh*kw*C)
+        g_win = g_cols.reshape(n, ho, wo, kh, kw, in_c)
+        g_pad = np.zeros((n, h + 2 * ph, w + 2 * pw, in_c), dtype=g.dtype)  # NHWC
+        for i in range(kh):  # col2im: each kernel offset adds one strided slab
+            for j in range(kw):
+                g_pad[:, i : i + sh * ho : sh, j : j + sw * wo : sw, :] += g_win[:, :, :, i, j]
+        g_x = g_pad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)  # (N, C, H, W)
+        grads = (np.ascontiguousarray(g_x), np.ascontiguousarray(g_w))
+        return grads if bias is None else (*grads, g_rows.sum(axis=0))
+
+    return x._make(out, parents, backward, "conv2d")
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
@@ -570,6 +649,8 @@ def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
     ho, wo = _out_size(h, kh, sh, 0), _out_size(w, kw, sw, 0)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooling window {(kh, kw)} does not fit input {x.shape}")
+    if not (x.requires_grad and is_grad_enabled()):  # inference: the max, nothing to remember
+        return Tensor(_max_pool_values(x.data, kh, kw, sh, sw, ho, wo), dtype=x.dtype)
     win = sliding_window_view(x.data, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,Ho,Wo,kh,kw)
     flat = win.reshape(n, c, ho, wo, kh * kw)  # (N, C, Ho, Wo, kh*kw)
     arg = flat.argmax(axis=-1)  # (N, C, Ho, Wo)
@@ -583,6 +664,22 @@ def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
         return (_scatter_windows(gwin, shape, (sh, sw)),)
 
     return x._make(out, (x,), backward, "max_pool2d")
+
+
+def _max_pool_values(a: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
+    """Window maxima (N, C, Ho, Wo) of a (N, C, H, W), without the argmax bookkeeping: one
+    elementwise maximum per kernel offset over strided slices. (Reducing a window axis of 2-3
+    elements runs numpy's inner loop on 2-3 values at a time: measured 3-20x slower.)"""
+    h_end, w_end = sh * (ho - 1) + 1, sw * (wo - 1) + 1
+    windows = [  # (N, C, Ho, Wo) strided views, one per kernel offset
+        a[:, :, i : i + h_end : sh, j : j + w_end : sw] for i in range(kh) for j in range(kw)
+    ]
+    if len(windows) == 1:
+        return windows[0].copy(order="K")
+    out = np.maximum(windows[0], windows[1])  # the one allocation, in a's memory order
+    for window in windows[2:]:
+        np.maximum(out, window, out=out)
+    return out
 
 
 class Conv2d(Module):
@@ -610,6 +707,10 @@ class Conv2d(Module):
             )
         kh, kw = self.kernel_size
         fan_in = in_channels * kh * kw
+        # The weight stays a C-contiguous (out, in, kh, kw) array, as PyTorch's: code that
+        # edits `weight.data.reshape(-1)` in place (gradcheck, pruning) relies on that. It is
+        # packed for the GEMM at every call (a few µs); a pack cached once could not see an
+        # in-place edit of the weight.
         self.weight = Parameter(kaiming_uniform((out_channels, in_channels, kh, kw), fan_in))
         if bias:
             self.bias = Parameter(kaiming_uniform((out_channels,), fan_in))
@@ -617,7 +718,8 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x) -> Tensor:
-        x = _as_float_tensor(x, self._name())
+        if type(x) is not Tensor or x.data.dtype.kind != "f":  # the hot path skips the call
+            x = _as_float_tensor(x, "Conv2d")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self._name()} expects input (N, {self.in_channels}, H, W), got {x.shape}"

@@ -8,13 +8,13 @@ context (cropped to the last `block_size` tokens) through the model again, so pr
 tokens costs O(n) full forwards. Module 16 adds a KV cache; the per-step work lives in one
 method, `next_token_logits`, which is what a cached version replaces.
 
-The cache plumbing is duck-typed: `forward(idx, cache=c)` accepts any object with
-`update(key, value, layer_idx) -> (keys, values)` and `get_seq_length(layer_idx=0)` (the
-number of positions already processed, i.e. the position index of the first new token).
-Every block sends its new keys and values through `c.update(..., layer_idx=i)` and attends
-over what comes back. `generate(..., use_cache=True)` prefills the prompt in one pass, then
-feeds one token per step; it imports `tinytorch.memory.StaticKVCache` (module 16) only when
-asked for a cache without being given one, so the core never depends on a module.
+The cache plumbing follows `tinytorch.core.cache.Cache` (duck-typed): `forward(idx, cache=c)`
+accepts any object with `update(key, value, layer_idx) -> (keys, values)` and
+`get_seq_length(layer_idx=0)` (the number of positions already processed, i.e. the position
+index of the first new token). Every block sends its new keys and values through
+`c.update(..., layer_idx=i)` and attends over what comes back. `generate(..., use_cache=True)`
+prefills the prompt in one pass, then feeds one token per step, with the core's own
+`StaticCache`; module 16 builds its caches on the same protocol.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.cache import StaticCache, check_cache
 from tinytorch.core.nn import (
     Dropout,
     Embedding,
@@ -40,6 +41,11 @@ from tinytorch.core.nn import (
 from tinytorch.core.tensor import Tensor, gelu_kernel, is_grad_enabled, no_grad
 
 __all__ = ["MLP", "TransformerBlock", "GPTConfig", "TinyGPT"]
+
+
+def _inactive(dropout: Dropout) -> bool:
+    """True when `dropout` would not change its input (eval mode, or p = 0)."""
+    return not dropout.training or dropout.p == 0
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -82,6 +88,24 @@ class TransformerBlock(Module):
         self.ln2 = LayerNorm(d_model)
         self.mlp = MLP(d_model, mlp_ratio, dropout=dropout)
 
+    def inference_ok(self) -> bool:
+        """True when `inference` computes what `forward` would: the layers are the core classes
+        (none swapped, e.g. for a quantized one) and no dropout would change a value."""
+        attn, mlp = self.attn, self.mlp
+        return (
+            type(attn) is MultiHeadAttention
+            and type(mlp) is MLP
+            and type(self.ln1) is LayerNorm
+            and type(self.ln2) is LayerNorm
+            and type(attn.qkv) is Linear
+            and type(attn.proj) is Linear
+            and type(mlp.fc) is Linear
+            and type(mlp.proj) is Linear
+            and _inactive(attn.attn_dropout)
+            and _inactive(attn.resid_dropout)
+            and _inactive(mlp.dropout)
+        )
+
     def _fast_path_ok(self, x) -> bool:
         """Inference fast path: no graph to record, no dropout to apply, a well-formed input."""
         return (
@@ -90,22 +114,26 @@ class TransformerBlock(Module):
             and x.ndim == 3
             and x.shape[-1] == self.attn.d_model
             and x.dtype.kind == "f"
-            and not any(
-                d.training and d.p > 0
-                for d in (self.attn.attn_dropout, self.attn.resid_dropout, self.mlp.dropout)
-            )
+            and self.inference_ok()
         )
 
     def inference(self, a: np.ndarray, cache=None, layer_idx: int = 0) -> np.ndarray:
         """The block on plain arrays (B, T, C) -> (B, T, C): the same kernels as the Tensor ops
         (so the same values) without building Tensors. In eval mode under no_grad this is what
         `forward` runs, like PyTorch's fast path for inference in its transformer layers."""
-        ln1, ln2, mlp = self.ln1, self.ln2, self.mlp
-        h = layer_norm_kernel(a, ln1.weight.data, ln1.bias.data, ln1.eps)[0]
-        a = a + self.attn.inference(h, cache, layer_idx)  # (B, T, C)
-        h = layer_norm_kernel(a, ln2.weight.data, ln2.bias.data, ln2.eps)[0]
-        h = gelu_kernel(linear_kernel(h, mlp.fc.weight.data, mlp.fc.bias.data))[0]  # (B, T, rC)
-        return a + linear_kernel(h, mlp.proj.weight.data, mlp.proj.bias.data)  # (B, T, C)
+        b, t_len, c = a.shape
+        rows = self.inference_rows(a.reshape(b * t_len, c), b, t_len, cache, layer_idx)
+        return rows.reshape(b, t_len, c)  # (B*T, C) -> (B, T, C)
+
+    def inference_rows(self, x: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0):
+        """`inference` on the positions as rows: x (B*T, C) -> (B*T, C), every projection one
+        2-D product (what a generation step runs, once per layer)."""
+        ln1, ln2, fc, proj = self.ln1, self.ln2, self.mlp.fc, self.mlp.proj
+        h = layer_norm_kernel(x, ln1.weight.data, ln1.bias.data, ln1.eps)[0]
+        x = x + self.attn.inference_rows(h, b, t_len, cache, layer_idx)  # (B*T, C)
+        h = layer_norm_kernel(x, ln2.weight.data, ln2.bias.data, ln2.eps)[0]
+        h = gelu_kernel(linear_kernel(h, fc.weight.data, fc.bias.data))[0]  # (B*T, rC)
+        return x + linear_kernel(h, proj.weight.data, proj.bias.data)  # (B*T, C)
 
     def forward(self, x: Tensor, cache=None, layer_idx: int = 0) -> Tensor:
         """(B, T, C) -> (B, T, C); with `cache`, x holds only the new positions."""
@@ -213,6 +241,8 @@ class TinyGPT(Module):
         With `cache`, idx holds only the NEW tokens, at positions start_pos .. start_pos + T - 1
         (start_pos defaults to `cache.get_seq_length()`, the number of positions already
         cached); block i reads and extends the cache through `update(k, v, layer_idx=i)`.
+        Under `no_grad` with no dropout active, the forward runs on plain arrays
+        (`inference`): the same kernels, so the same values, without a graph.
         """
         idx = self._check_idx(idx)
         t_len = idx.shape[1]
@@ -224,12 +254,43 @@ class TinyGPT(Module):
                 f"{self.config.block_size} (start_pos={start_pos}, T={t_len}): the position "
                 "embedding has one row per position"
             )
+        if self._fast_path_ok():
+            return Tensor(self.inference(idx, cache, start_pos), dtype=self.tok_emb.weight.dtype)
         tok = self.tok_emb(idx)  # (B, T) -> (B, T, C)
         pos = self.pos_emb(np.arange(start_pos, start_pos + t_len))  # (T,) -> (T, C)
         x = self.drop(tok + pos)  # (B, T, C), positions broadcast over B
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache, layer_idx=i)  # (B, T, C)
         return self.lm_head(self.ln_f(x))  # (B, T, C) -> (B, T, vocab)
+
+    def _fast_path_ok(self) -> bool:
+        """No graph to record, no dropout that would change a value, no layer swapped."""
+        if is_grad_enabled() or not _inactive(self.drop):
+            return False
+        if not (
+            type(self.tok_emb) is Embedding
+            and type(self.pos_emb) is Embedding
+            and type(self.ln_f) is LayerNorm
+            and type(self.lm_head) is Linear
+        ):
+            return False
+        for block in self.blocks:
+            if type(block) is not TransformerBlock or not block.inference_ok():
+                return False
+        return True
+
+    def inference(self, idx: np.ndarray, cache=None, start_pos: int = 0) -> np.ndarray:
+        """Logits (B, T, vocab) for checked token ids (B, T) at positions start_pos.., on plain
+        arrays: what `forward` runs under no_grad in eval mode (the ids are not re-checked)."""
+        b, t_len = idx.shape
+        x = self.tok_emb.weight.data[idx] + self.pos_emb.weight.data[start_pos : start_pos + t_len]
+        x = x.reshape(b * t_len, x.shape[-1])  # (B, T, C) -> (B*T, C): positions as rows
+        for i, block in enumerate(self.blocks):
+            x = block.inference_rows(x, b, t_len, cache, i)  # (B*T, C)
+        ln, head = self.ln_f, self.lm_head
+        x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C)
+        logits = linear_kernel(x, head.weight.data, head.bias.data)  # (B*T, vocab)
+        return logits.reshape(b, t_len, -1)  # (B, T, vocab)
 
     # --------------------------------------------------------------- generation
     def next_token_logits(self, ids: np.ndarray, cache=None) -> np.ndarray:
@@ -238,9 +299,10 @@ class TinyGPT(Module):
         Without a cache the whole context, cropped to the last `block_size` tokens, goes
         through the model again. With a cache only the tokens it has not seen yet,
         `ids[:, cache.get_seq_length():]`, go through (the whole prompt at the first step,
-        then one token per step).
+        then one token per step); `generate` resets the cache first when the context has
+        outgrown block_size, so the cropped context is prefilled again, as without a cache.
         """
-        if cache is None:
+        if cache is None or not cache.get_seq_length():
             context = ids[:, -self.config.block_size :]  # (B, T) -> (B, min(T, block_size))
         else:
             context = ids[:, int(cache.get_seq_length()) :]  # (B, T) -> (B, T_new)
@@ -253,22 +315,34 @@ class TinyGPT(Module):
         rng: np.random.Generator,
         temperature: float = 1.0,
         top_k: int | None = None,
-        greedy: bool = False,
+        top_p: float | None = None,
+        do_sample: bool = True,
     ) -> np.ndarray:
         """Pick one id per row of `logits` (B, vocab) -> (B,) int64.
 
-        Greedy (argmax) when `greedy` or `temperature == 0`; otherwise softmax(logits / T),
-        restricted to the `top_k` largest logits if given, sampled by inverse CDF with `rng`.
+        `do_sample=False`: the argmax (greedy). Otherwise, in Hugging Face's order: divide by
+        `temperature`, keep the `top_k` largest logits (ties with the k-th kept; None or 0:
+        all), keep the smallest set of most likely tokens whose probability reaches `top_p`
+        (None or 1.0: all), renormalise, and sample by inverse CDF with `rng`.
         """
-        if greedy or temperature == 0:
+        if not do_sample:
             return logits.argmax(axis=-1).astype(np.int64)
         z = logits.astype(np.float64) / temperature  # (B, V)
-        if top_k is not None and top_k < z.shape[-1]:
+        if top_k and top_k < z.shape[-1]:
             kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]  # (B, 1)
             z = np.where(z < kth, -np.inf, z)  # ties with the k-th value are kept
         z = z - z.max(axis=-1, keepdims=True)  # stable softmax
         p = np.exp(z)  # (B, V); exp(-inf) = 0
-        cdf = np.cumsum(p, axis=-1)  # (B, V), unnormalised
+        p /= p.sum(axis=-1, keepdims=True)
+        if top_p is not None and top_p < 1.0:
+            order = np.argsort(-p, axis=-1, kind="stable")  # (B, V), most likely first
+            sorted_p = np.take_along_axis(p, order, axis=-1)
+            before = np.cumsum(sorted_p, axis=-1) - sorted_p  # mass of the tokens ranked above
+            keep = np.zeros_like(p, dtype=bool)
+            # a token stays while the mass above it is below top_p: the first always stays
+            np.put_along_axis(keep, order, before < top_p, axis=-1)
+            p = np.where(keep, p, 0.0)
+        cdf = np.cumsum(p, axis=-1)  # (B, V), unnormalised after filtering
         u = rng.random(len(cdf)) * cdf[:, -1]  # (B,), uniform in [0, total)
         return (cdf <= u[:, None]).sum(axis=-1).astype(np.int64)  # first index with cdf > u
 
@@ -279,92 +353,161 @@ class TinyGPT(Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
-        greedy: bool = False,
+        greedy: bool | None = None,
         use_cache: bool = False,
         cache=None,
+        *,
+        do_sample: bool | None = None,
+        top_p: float | None = None,
     ) -> np.ndarray:
-        """Append `max_new_tokens` sampled ids to `prompt_ids` (1-D (T,) or 2-D (B, T)).
+        """Append `max_new_tokens` ids to `prompt_ids`, token ids shaped (B, T) or (T,).
+
+        Hugging Face's meanings: `do_sample=False` (the default) is greedy decoding (argmax);
+        `do_sample=True` samples from softmax(logits / temperature), restricted by `top_k`
+        and `top_p` (see `sample_next`), from `np.random.default_rng(seed)`, so a fixed seed
+        gives the same output. `greedy=True` is the same as `do_sample=False` and
+        `greedy=False` as `do_sample=True`. Sampling options without `do_sample=True`, and
+        `temperature=0` with it, raise ValueError saying what to write instead.
 
         Returns int64 ids (B, T + max_new_tokens), or 1-D if the prompt was 1-D. Runs under
-        `no_grad()` and in eval mode (dropout off; the previous mode is restored). Sampling uses
-        `np.random.default_rng(seed)`, so a fixed seed gives the same output. `temperature=0` or
-        `greedy=True` picks the argmax (no randomness).
+        `no_grad()` and in eval mode (dropout off; the previous mode is restored).
 
-        `use_cache=False` (default) recomputes the whole context at each step. With
-        `use_cache=True` or an (empty) `cache`, the prompt is prefilled in one pass and each
-        step runs only the newest token, attending over cached keys and values. Without a
-        `cache`, a `tinytorch.memory.StaticKVCache` of exactly prompt + max_new_tokens
-        positions is made: generate knows the final length, so one preallocated buffer beats
-        growing by copies. Cached positions cannot be cropped, so prompt length +
-        max_new_tokens - 1 must fit in block_size.
+        `use_cache=False` (default) recomputes the whole context at each step, cropped to the
+        last `block_size` tokens. With `use_cache=True` or an (empty) `cache`, the prompt is
+        prefilled in one pass and each step runs only the newest token over the cached keys
+        and values; without a `cache`, a preallocated `tinytorch.core.cache.StaticCache` is
+        made (generate knows the final length: one buffer beats growing by copies). Once the
+        context outgrows block_size, the cache is reset and the cropped context prefilled
+        again at every step, which is exactly what the uncached path computes: the same
+        tokens, at the uncached cost per step from there on.
         """
-        ids = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
-        if ids.ndim not in (1, 2) or ids.size == 0:
-            raise ValueError(f"prompt must be non-empty (T,) or (B, T) ids, got shape {ids.shape}")
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"prompt ids must be integers, got dtype {ids.dtype}")
+        ids = self._check_prompt(prompt_ids)
         one_d = ids.ndim == 1
         ids = ids[None, :] if one_d else ids  # (T,) -> (1, T)
-        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
-            raise ValueError(
-                f"prompt token id {bad} is out of range for vocab_size {self.config.vocab_size}"
-            )
         max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens, minimum=0)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, numbers.Real)
-            or not (math.isfinite(temperature) and temperature >= 0)
-        ):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None:
-            top_k = _check_positive_int("top_k", top_k)
+        explicit = do_sample is not None or greedy is not None
+        do_sample = _resolve_do_sample(do_sample, greedy)
+        temperature, top_k, top_p = _check_sampling(
+            do_sample, explicit, temperature, top_k, top_p, seed
+        )
 
+        b, t0 = ids.shape
+        block = self.config.block_size
         if cache is None and use_cache:
-            from tinytorch.memory import StaticKVCache  # module 16; imported only when asked for
-
-            cache = StaticKVCache.for_model(self, ids.shape[0], ids.shape[1] + max_new_tokens)
+            cache = StaticCache.for_model(self, b, min(t0 + max_new_tokens, block))
         if cache is not None:
-            self._check_cache(cache, ids.shape[1], max_new_tokens)
+            self._check_cache(cache, t0, max_new_tokens)
 
         rng = np.random.default_rng(seed)
-        out = np.empty((ids.shape[0], ids.shape[1] + max_new_tokens), dtype=np.int64)  # (B, T+n)
-        out[:, : ids.shape[1]] = ids
+        out = np.empty((b, t0 + max_new_tokens), dtype=np.int64)  # (B, T + n)
+        out[:, :t0] = ids
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                for t in range(ids.shape[1], out.shape[1]):
+                for t in range(t0, out.shape[1]):
                     context = out[:, :t]  # (B, t): the prompt and the tokens so far
                     if cache is None:
                         logits = self.next_token_logits(context)  # (B, vocab)
                     else:
+                        if t > block:  # the context is cropped: its positions all shift
+                            cache.reset()
                         logits = self.next_token_logits(context, cache=cache)  # (B, vocab)
-                    out[:, t] = self.sample_next(logits, rng, temperature, top_k, greedy)
+                    out[:, t] = self.sample_next(logits, rng, temperature, top_k, top_p, do_sample)
         finally:
             if was_training:
                 self.train()
         return out[0] if one_d else out
 
+    def _check_prompt(self, prompt_ids) -> np.ndarray:
+        """The prompt as an integer array (T,) or (B, T), or an error naming the mistake."""
+        if isinstance(prompt_ids, (str, bytes)):
+            raise TypeError(
+                f"generate expects token ids (a Tensor or integer array shaped (B, T) or (T,)), "
+                f"got the {type(prompt_ids).__name__} {prompt_ids!r}: encode the text with a "
+                "tokenizer first, e.g. ids = tokenizer.encode(text)"
+            )
+        ids = np.asarray(prompt_ids.data if isinstance(prompt_ids, Tensor) else prompt_ids)
+        if ids.dtype.kind not in "iu" and ids.size:
+            raise TypeError(
+                f"generate expects integer token ids shaped (B, T) or (T,), got dtype "
+                f"{ids.dtype} with shape {ids.shape}"
+            )
+        if ids.ndim not in (1, 2) or ids.size == 0:
+            raise ValueError(
+                f"generate expects non-empty token ids shaped (B, T) or (T,), got shape "
+                f"{ids.shape}"
+            )
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+            raise ValueError(
+                f"prompt token id {bad} is out of range for vocab_size {self.config.vocab_size}"
+            )
+        return ids
+
     def _check_cache(self, cache, prompt_len: int, max_new_tokens: int) -> None:
-        """A cache for `generate` must be empty and the positions must fit block_size."""
-        for name in ("update", "get_seq_length"):
-            if not callable(getattr(cache, name, None)):
-                raise TypeError(
-                    f"cache must have update(key, value, layer_idx) and get_seq_length(); "
-                    f"{type(cache).__name__} has no {name}()"
-                )
+        """A cache for `generate` must be empty; one that must crop must be resettable."""
+        check_cache(cache)
         held = int(cache.get_seq_length())
         if held:
             raise ValueError(
                 f"generate needs an empty cache, but it already holds {held} positions; "
                 "call cache.reset() before generating from a new prompt"
             )
-        last = prompt_len + max_new_tokens - 1  # positions fed: the last new token is not
-        if max_new_tokens and last > self.config.block_size:
+        if prompt_len + max_new_tokens - 1 > self.config.block_size and max_new_tokens:
+            check_cache(cache, ("update", "get_seq_length", "reset"))
+
+
+def _resolve_do_sample(do_sample, greedy) -> bool:
+    """`do_sample` from the two spellings; False (greedy, as Hugging Face) when neither."""
+    for name, value in (("do_sample", do_sample), ("greedy", greedy)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if greedy is None:
+        return bool(do_sample)
+    if do_sample is not None and bool(do_sample) == bool(greedy):
+        raise ValueError(
+            f"do_sample={do_sample} contradicts greedy={greedy}: greedy=True means "
+            "do_sample=False; pass only do_sample"
+        )
+    return not greedy
+
+
+def _check_sampling(do_sample: bool, explicit: bool, temperature, top_k, top_p, seed):
+    """Validated (temperature, top_k, top_p); errors say what to write instead.
+
+    `explicit`: the caller chose greedy or sampling (do_sample= or greedy=), not the default.
+    """
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not (math.isfinite(temperature) and temperature >= 0)
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if top_k is not None:
+        top_k = _check_positive_int("top_k", top_k, minimum=0)  # 0: no top-k filter (HF)
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1
+    ):
+        raise ValueError(f"top_p must be a probability in (0, 1], got {top_p!r}")
+    if do_sample:
+        if temperature == 0:
             raise ValueError(
-                f"cached generation feeds {prompt_len} prompt + {max_new_tokens - 1} generated "
-                f"tokens = {last} positions > block_size={self.config.block_size}; a cache "
-                "cannot crop the context: shorten the prompt or max_new_tokens, or use "
-                "use_cache=False"
+                "temperature=0 with do_sample=True: sampling divides the logits by the "
+                "temperature. For greedy decoding write do_sample=False (the default); to "
+                "sample, use a temperature > 0 such as 0.7"
             )
+        return float(temperature), top_k, top_p
+    # greedy: sampling options would silently do nothing, so name them (temperature=0 and
+    # top_k=1 mean greedy anyway; a seed is harmless once greedy was asked for explicitly)
+    given = [f"temperature={temperature!r}"] if temperature not in (0, 1) else []
+    given += [f"top_k={top_k!r}"] if top_k not in (None, 0, 1) else []
+    given += [f"top_p={top_p!r}"] if top_p not in (None, 1) else []
+    given += [f"seed={seed!r}"] if seed is not None and not explicit else []
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} only apply when sampling, but do_sample is False (greedy "
+            "decoding, the default as in Hugging Face): write do_sample=True to sample, or "
+            "drop them for greedy decoding"
+        )
+    return float(temperature), top_k, top_p
