@@ -259,7 +259,7 @@ def from_pytorch_state_dict(state_dict: dict, model: Module) -> dict[str, np.nda
         elif key in expected and arr.shape != expected[key]:
             bad.append(f"{key}: expected shape {expected[key]}, got {arr.shape}")
             continue
-        out[key] = np.ascontiguousarray(arr)
+        out[key] = np.array(arr, order="C")  # own C-ordered copy; keeps 0-d shapes
     if bad:
         raise ValueError("cannot convert the PyTorch state dict for "
                          f"{type(model).__name__}: " + "; ".join(bad))

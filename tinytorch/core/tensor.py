@@ -545,7 +545,7 @@ class Tensor:
         try:
             ufunc(self.data, _data(other), out=self.data, casting="same_kind")
         except (TypeError, ValueError) as exc:
-            raise type(exc)(
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(
                 f"in-place `{sym}=` on a {self.dtype} tensor of shape {self.shape} with "
                 f"{type(other).__name__} of shape {np.shape(_data(other))}: {exc}"
             ) from None
