@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import runpy
 import zipfile
 from pathlib import Path
@@ -621,3 +622,17 @@ def test_cross_check_with_real_torch():
     np.testing.assert_allclose(bn_t(real.tensor(z)).detach().numpy(), bn_o(t(z)).numpy(),
                                atol=1e-5)
     np.testing.assert_allclose(bn_t.running_var.numpy(), bn_o.running_var, rtol=1e-5)
+
+
+def test_first_script_runs_under_real_torch_with_only_the_imports_changed(tmp_path):
+    pytest.importorskip("torch")  # optional: shows the script is PyTorch code
+    src = (ROOT / "docs" / "examples" / "pytorch_first_script.py").read_text()
+    swapped = (src.replace("import tinytorch as torch", "import torch")
+               .replace("import tinytorch.nn as nn", "import torch.nn as nn")
+               .replace("import tinytorch.nn.functional as F", "import torch.nn.functional as F")
+               .replace("from tinytorch.utils.data import", "from torch.utils.data import"))
+    code = re.sub(r"#.*", "", swapped.split('"""', 2)[2])  # the code, without comments
+    assert "tinytorch" not in code
+    (tmp_path / "script.py").write_text(swapped)
+    out = runpy.run_path(str(tmp_path / "script.py"))["main"](None, epochs=2)
+    assert out["accuracy"] > 0.9 and out["roundtrip"]
