@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinytorch as torch
 import tinytorch.nn as nn
@@ -636,3 +638,41 @@ def test_first_script_runs_under_real_torch_with_only_the_imports_changed(tmp_pa
     (tmp_path / "script.py").write_text(swapped)
     out = runpy.run_path(str(tmp_path / "script.py"))["main"](None, epochs=2)
     assert out["accuracy"] > 0.9 and out["roundtrip"]
+
+
+# --------------------------------------------------------------------------- invariants
+_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=_shapes, data=st.data())
+def test_transpose_max_and_argmax_agree_with_numpy_definitions(shape, data):
+    arr = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    x = Tensor(arr)
+    d0 = data.draw(st.integers(-len(shape), len(shape) - 1))
+    d1 = data.draw(st.integers(-len(shape), len(shape) - 1))
+    np.testing.assert_array_equal(x.transpose(d0, d1).numpy(), np.swapaxes(arr, d0, d1))
+    values, indices = x.max(d0)
+    np.testing.assert_array_equal(values.numpy(), arr.max(axis=d0))
+    np.testing.assert_array_equal(indices.numpy(), arr.argmax(axis=d0))
+    np.testing.assert_array_equal(x.argmin(d1, keepdim=True).numpy(),
+                                  arr.argmin(axis=d1, keepdims=True))
+    np.testing.assert_allclose(x.sum(dim=d0, keepdim=True).numpy(),
+                               arr.sum(axis=d0, keepdims=True), rtol=1e-5, atol=1e-5)
+    assert x.unsqueeze(d0).squeeze(d0 if d0 < 0 else d0).shape == x.shape
+    assert x.size() == tuple(shape) and x.numel() == arr.size
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_shapes)
+def test_state_dict_save_load_round_trip_is_exact(tmp_path_factory, shape):
+    arr = np.random.default_rng(0).standard_normal(shape)
+    sd = {"a.weight": arr.astype(np.float32), "b": arr.astype(np.float64),
+          "n": np.arange(len(shape), dtype=np.int64)}
+    path = tmp_path_factory.mktemp("sd") / "sd.pt"
+    torch.save(sd, path)
+    back = torch.load(path)
+    assert list(back) == list(sd)
+    for k in sd:
+        assert back[k].dtype == sd[k].dtype
+        np.testing.assert_array_equal(back[k], sd[k])
