@@ -145,6 +145,18 @@ def _refuse_foreign(state_dict: dict) -> None:
         )
 
 
+def _recordable(value, depth: int = 0) -> bool:
+    """Plain constructor arguments (numbers, strings, sizes, Modules, configs), not data."""
+    if value is None or isinstance(value, bool | int | float | str | np.integer | np.floating):
+        return True
+    if isinstance(value, Module) or (hasattr(value, "__dataclass_fields__")
+                                     and not isinstance(value, type)):
+        return True
+    if isinstance(value, tuple | list) and depth < 2 and len(value) <= 64:
+        return all(_recordable(v, depth + 1) for v in value)
+    return False
+
+
 class _StateDictError(KeyError):
     """KeyError whose message prints without KeyError's extra quoting."""
 
@@ -196,9 +208,10 @@ class Module:
         @functools.wraps(init)
         def recording_init(self, *args, **kw):
             d = self.__dict__
-            outermost = "_init_args" not in d
-            if outermost:
-                d["_init_args"] = (args, kw)
+            if "_init_args" not in d:  # the outermost __init__ of this instance
+                bad = next((v for v in (*args, *kw.values()) if not _recordable(v)), None)
+                # never keep arrays alive: a model built from arrays is saved by state dict
+                d["_init_args"] = (args, kw) if bad is None else type(bad).__name__
             init(self, *args, **kw)
 
         cls.__init__ = recording_init

@@ -64,7 +64,13 @@ def _encode(value: Any, where: str) -> Any:
 
 def _recipe(module: Module, where: str = "model") -> dict:
     cls = type(module)
-    args, kwargs = module.__dict__.get("_init_args", ((), {}))
+    recorded = module.__dict__.get("_init_args", ((), {}))
+    if isinstance(recorded, str):  # the constructor got data (an array, a Tensor, ...)
+        raise TypeError(
+            f"cannot save this model: {where} ({cls.__name__}) was built from a {recorded}; "
+            "save model.state_dict() instead and rebuild the model in code"
+        )
+    args, kwargs = recorded
     return {
         "class": f"{cls.__module__}:{cls.__qualname__}",
         "args": [_encode(a, f"{where}.args[{i}]") for i, a in enumerate(args)],
