@@ -676,3 +676,25 @@ def test_state_dict_save_load_round_trip_is_exact(tmp_path_factory, shape):
     for k in sd:
         assert back[k].dtype == sd[k].dtype
         np.testing.assert_array_equal(back[k], sd[k])
+
+
+def test_zero_grad_set_to_none_false_zeroes_in_place():
+    layer = nn.Linear(2, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(t([[1.0, 2.0]])).sum().backward()
+    g = layer.weight.grad
+    opt.zero_grad(set_to_none=False)
+    assert layer.weight.grad is g and not g.any()
+    layer.zero_grad()
+    assert layer.weight.grad is None
+    layer(t([[1.0, 2.0]])).sum().backward()
+    layer.zero_grad(set_to_none=False)
+    assert layer.weight.grad is not None and not layer.weight.grad.any()
+
+
+def test_no_grad_works_as_a_decorator():
+    @torch.no_grad()
+    def infer(x):
+        return x * 2
+
+    assert not infer(t([1.0], requires_grad=True)).requires_grad
