@@ -394,6 +394,9 @@ def test_save_load_state_dict_tensor_and_model(tmp_path):
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(sd[k], v)
         assert sd[k].dtype == v.dtype
+    assert torch.load(path, map_location="cpu", weights_only=True).keys() == sd.keys()
+    with pytest.raises(ValueError, match="CPU"):
+        torch.load(path, map_location="cuda:0")
     torch.save(t([[1.0, 2.0]]), tmp_path / "t.pt")
     assert torch.load(tmp_path / "t.pt").tolist() == [[1.0, 2.0]]
     torch.save(model, tmp_path / "full.pt")  # a model: its recipe + state, no pickle

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tinytorch.core.nn import Linear, Module, Parameter
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor, _check_device
 
 __all__ = ["save", "load", "from_pytorch_state_dict", "FORMAT_VERSION"]
 
@@ -185,8 +185,14 @@ def _describe(path) -> str:
     return "not a tinytorch file"
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Read what `save` wrote: a state dict (dict of arrays), a Tensor or a rebuilt Module."""
+def load(path: str | os.PathLike, map_location=None, weights_only: bool = True) -> Any:
+    """Read what `save` wrote: a state dict (dict of arrays), a Tensor or a rebuilt Module.
+
+    `map_location` may only name the CPU; `weights_only` is accepted for torch's spelling
+    (a tinytorch file never holds code, so it is always weights only).
+    """
+    if map_location is not None:
+        _check_device(map_location)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     try:

@@ -111,7 +111,7 @@ def _as_array(data, dtype=None) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             msg = f"cannot make a {dt} tensor from {type(data).__name__}: {exc}"
             raise TypeError(msg) from None
-    from_numpy = isinstance(data, np.ndarray | np.generic)
+    from_numpy = isinstance(data, _NUMPY_TYPES)
     arr = np.asarray(data)
     kind = arr.dtype.kind
     if kind in "biu" or (kind == "f" and from_numpy):
@@ -124,6 +124,7 @@ def _as_array(data, dtype=None) -> np.ndarray:
     )
 
 
+_NUMPY_TYPES = (np.ndarray, np.generic)
 _DTYPE_NAMES = {"float": np.float32, "double": np.float64, "half": np.float16,
                 "long": np.int64, "int": np.int32, "bool": np.bool_}
 
@@ -618,8 +619,8 @@ class Tensor:
 
     def _extreme(self, axis, keepdims: bool, op: str) -> Tensor:
         data = self.data
-        reduce = np.max if op == "max" else np.min
-        out_keep = reduce(data, axis=axis, keepdims=True)
+        reduce = data.max if op == "max" else data.min  # methods: cheaper than np.max
+        out_keep = reduce(axis=axis, keepdims=True)
 
         def backward(g):
             if not keepdims and axis is not None:
@@ -630,7 +631,7 @@ class Tensor:
             # ties share the gradient equally
             return (mask * g / mask.sum(axis=axis, keepdims=True),)
 
-        out = out_keep if keepdims else reduce(data, axis=axis)
+        out = out_keep if keepdims else reduce(axis=axis)
         return self._make(np.asarray(out), (self,), backward, op)
 
     def _extreme_api(self, op, dim, keepdim, axis, keepdims):
