@@ -592,7 +592,8 @@ class Tensor:
     # -------------------------------------------------------------- reductions
     # Each takes numpy's spelling (axis=, keepdims=) or torch's (dim=, keepdim=), not both.
     def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> Tensor:
-        axis, keepdims = _axis_args("sum", axis, keepdims, dim, keepdim)
+        if dim is not None or keepdim is not None or isinstance(axis, list):  # torch spelling
+            axis, keepdims = _axis_args("sum", axis, keepdims, dim, keepdim)
         shape = self.shape
 
         def backward(g):
@@ -603,7 +604,8 @@ class Tensor:
         return self._make(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward, "sum")
 
     def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> Tensor:
-        axis, keepdims = _axis_args("mean", axis, keepdims, dim, keepdim)
+        if dim is not None or keepdim is not None or isinstance(axis, list):  # torch spelling
+            axis, keepdims = _axis_args("mean", axis, keepdims, dim, keepdim)
         axes = _norm_axes(axis, self.ndim) if axis is not None else tuple(range(self.ndim))
         count = math.prod(self.shape[i] for i in axes) if axes else 1
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(count, 1))
