@@ -554,11 +554,18 @@ class _Stream(io.StringIO):
         return self._tty
 
 
-@pytest.mark.parametrize("tty", [False, True])
+class _KernelStream(_Stream):
+    """Looks like ipykernel's OutStream (not a tty, but Jupyter renders the bar)."""
+
+
+_KernelStream.__module__ = "ipykernel.iostream"
+
+
+@pytest.mark.parametrize("tty", [False, True, "jupyter"])
 def test_fit_draws_a_progress_bar_only_on_a_terminal(monkeypatch, capsys, tty):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((64, 2)).astype(np.float32), rng.integers(0, 2, 64)
-    stream = _Stream(tty)
+    stream = _KernelStream(False) if tty == "jupyter" else _Stream(tty)
     monkeypatch.setattr("sys.stderr", stream)
     model = nn.Linear(2, 2)
     fit(model, DataLoader(TensorDataset(x, y), batch_size=4), F.cross_entropy,

@@ -5,8 +5,8 @@ Loaders are iterables of `(x, y)` tuples of Tensors or numpy arrays (e.g.
 to the loss as a numpy array.
 
 Progress: with `progress=True` a tqdm bar is drawn only when its stream (stderr) is a
-terminal; in logs and CI (not a terminal) `fit` prints one summary line per epoch instead of
-a bar that would print a line per refresh.
+terminal or a Jupyter kernel's output; in logs and CI `fit` prints one summary line per
+epoch instead of a bar that would print a line per refresh.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ class History:
 
 
 def _is_terminal(stream) -> bool:
+    """A terminal, or a Jupyter kernel's output stream (which renders the bar in place)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
