@@ -110,7 +110,7 @@ def test_per_layer_pruning_reaches_sparsity_within_one_weight(sizes, amount, see
     pruner = C.MagnitudePruner(model, scope="layer")
     masks = pruner.prune(amount)
     for name, layer in pruner.layers.items():
-        n = layer.weight.size
+        n = layer.weight.numel()
         assert abs(int((~masks[name]).sum()) - amount * n) <= 1
         assert abs(int((layer.weight.data == 0).sum()) - amount * n) <= 1
         assert np.all(layer.weight.data[~masks[name]] == 0)
@@ -279,7 +279,7 @@ def test_gradual_pruning_follows_the_schedule_during_training():
         seen.append(pruner.overall_sparsity())
     assert seen[0] == 0.0 and seen[1] == 0.0  # nothing before t0
     assert all(b >= a for a, b in zip(seen, seen[1:]))
-    total = sum(m.weight.size for m in pruner.layers.values())
+    total = sum(m.weight.numel() for m in pruner.layers.values())
     assert abs(seen[-1] * total - 0.9 * total) <= 1
     with pytest.raises(ValueError, match="needs a pruner"):
         C.MaskedOptimizer(SGD(model.parameters(), lr=0.1), model, schedule=sched)
@@ -620,7 +620,7 @@ def test_90_percent_sparsity_within_2_points_after_fine_tuning(digits):
     fit(model, _train_loader(digits["x"], digits["y"], 1), cross_entropy, opt, 10,
         progress=False)  # fmt: skip
     acc = evaluate(model, digits["test"])
-    total = sum(m.weight.size for m in pruner.layers.values())
+    total = sum(m.weight.numel() for m in pruner.layers.values())
     assert abs(pruner.overall_sparsity() * total - 0.9 * total) <= 1
     assert acc >= digits["acc"] - 0.02, f"{acc:.4f} vs baseline {digits['acc']:.4f}"
 

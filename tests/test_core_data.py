@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.data import DataLoader, Dataset, Subset, TensorDataset, random_split
+from tinytorch.core.tensor import Tensor
 from tinytorch.datasets import (
     DIGITS_SPLIT_SIZES,
     CharTokenizer,
@@ -287,10 +288,10 @@ def test_loader_batch_sizes_and_len(n, bs, drop_last, sizes):
     assert len(loader) == len(sizes)
     assert [len(b[1]) for b in batches] == sizes
     for xb, yb in batches:
-        assert isinstance(xb, np.ndarray) and xb.dtype == np.float32 and xb.shape[1:] == (2,)
-        assert yb.dtype == np.int64
+        assert isinstance(xb, Tensor) and xb.dtype == np.float32 and xb.shape[1:] == (2,)
+        assert isinstance(yb, Tensor) and yb.dtype == np.int64
     if sizes:  # unshuffled: the dataset order
-        order = np.concatenate([b[1] for b in batches])
+        order = np.concatenate([b[1].numpy() for b in batches])
         np.testing.assert_array_equal(order, np.arange(sum(sizes)))
 
 
@@ -359,8 +360,8 @@ def test_stacking_path_matches_fast_path():
 def test_tensor_inputs_become_numpy_batches():
     from tinytorch.core.tensor import Tensor
 
-    ds = TensorDataset(Tensor(np.ones((5, 3))), Tensor(np.arange(5)))
-    xb, yb = next(iter(DataLoader(ds, batch_size=4)))
+    ds = TensorDataset(Tensor(np.ones((5, 3), np.float32)), Tensor(np.arange(5)))
+    xb, yb = next(iter(DataLoader(ds, batch_size=4, as_numpy=True)))
     assert isinstance(xb, np.ndarray) and xb.shape == (4, 3) and xb.dtype == np.float32
     np.testing.assert_array_equal(yb, np.arange(4))
     assert CharTokenizer("abc").decode(Tensor(np.array([2, 0, 1]))) == "cab"

@@ -223,7 +223,9 @@ def test_no_grad_records_no_graph():
 
 def test_dtypes_and_bad_input():
     assert Tensor([1.0, 2.0]).dtype == np.float32
-    assert Tensor(np.zeros(3)).dtype == np.float32  # float64 arrays follow the default
+    # numpy arrays keep their dtype (torch.tensor's rule); Python floats take the default
+    assert Tensor(np.zeros(3)).dtype == np.float64
+    assert Tensor(np.zeros(3, np.float16)).dtype == np.float16
     assert Tensor(np.arange(3)).dtype.kind == "i"  # ids and labels stay integer
     with default_dtype(np.float64):
         assert Tensor([1.0]).dtype == np.float64

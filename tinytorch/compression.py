@@ -293,7 +293,7 @@ def model_sparsity(model: Module) -> float:
     """Fraction of exact zeros over all Linear / Conv2d weights together."""
     layers = prunable_layers(model).values()
     zeros = sum(int((m.weight.data == 0).sum()) for m in layers)
-    return zeros / max(sum(m.weight.size for m in layers), 1)
+    return zeros / max(sum(m.weight.numel() for m in layers), 1)
 
 
 # %% cell 22: masked_optimizer
@@ -361,7 +361,7 @@ class MagnitudePruner:
 
     def overall_sparsity(self) -> float:
         zeros = sum(int((m.weight.data == 0).sum()) for m in self.layers.values())
-        return zeros / sum(m.weight.size for m in self.layers.values())
+        return zeros / sum(m.weight.numel() for m in self.layers.values())
 
     def wrap(self, optimizer, schedule=None) -> MaskedOptimizer:
         """An optimizer that keeps the masks (and follows `schedule`, if given)."""
@@ -748,7 +748,7 @@ def model_size(model: Module, index_dtype=None) -> SizeReport:
         else:
             sp = p.data.nbytes
         rows.append((name, tuple(p.shape), nz, int(p.data.nbytes), int(sp)))
-        params, nonzero = params + p.size, nonzero + nz
+        params, nonzero = params + p.numel(), nonzero + nz
         dense, sparse = dense + int(p.data.nbytes), sparse + int(sp)
     return SizeReport(params, nonzero, dense, sparse, rows)
 

@@ -1932,7 +1932,7 @@ def size_report(
             LayerSize(
                 name=name,
                 kind=_describe(layer),
-                params=int(sum(p.size for p in params)),
+                params=int(sum(p.numel() for p in params)),
                 fp32=int(sum(p.data.astype(np.float32).nbytes for p in params)),
                 fp16=int(sum(p.data.astype(np.float16).nbytes for p in params)),
                 int8=state_nbytes(q8[name]),

@@ -547,7 +547,7 @@ def model_sparsity(model: Module) -> float:
     """Fraction of exact zeros over all Linear / Conv2d weights together."""
     layers = prunable_layers(model).values()
     zeros = sum(int((m.weight.data == 0).sum()) for m in layers)
-    return zeros / max(sum(m.weight.size for m in layers), 1)
+    return zeros / max(sum(m.weight.numel() for m in layers), 1)
 
 
 # %% [markdown]
@@ -659,7 +659,7 @@ class MagnitudePruner:
 
     def overall_sparsity(self) -> float:
         zeros = sum(int((m.weight.data == 0).sum()) for m in self.layers.values())
-        return zeros / sum(m.weight.size for m in self.layers.values())
+        return zeros / sum(m.weight.numel() for m in self.layers.values())
 
     def wrap(self, optimizer, schedule=None) -> MaskedOptimizer:
         """An optimizer that keeps the masks (and follows `schedule`, if given)."""
@@ -1469,7 +1469,7 @@ def model_size(model: Module, index_dtype=None) -> SizeReport:
         else:
             sp = p.data.nbytes
         rows.append((name, tuple(p.shape), nz, int(p.data.nbytes), int(sp)))
-        params, nonzero = params + p.size, nonzero + nz
+        params, nonzero = params + p.numel(), nonzero + nz
         dense, sparse = dense + int(p.data.nbytes), sparse + int(sp)
     return SizeReport(params, nonzero, dense, sparse, rows)
 
@@ -1722,7 +1722,7 @@ def check_distillation_loss():
     loss = distillation_loss(s, t, np.array([0]), temperature=1.0, alpha=1.0)
     p = np.exp([2.0, 0.5, -1.0]) / np.exp([2.0, 0.5, -1.0]).sum()
     want = np.sum(np.full(3, 1 / 3) * (np.log(1 / 3) - np.log(p)))
-    assert isinstance(loss, Tensor) and loss.size == 1, "return a scalar Tensor"
+    assert isinstance(loss, Tensor) and loss.numel() == 1, "return a scalar Tensor"
     assert abs(loss.item() - want) < 1e-5, (
         f"KL(uniform || softmax(s)) is {want:.5f}, got {loss.item()}"
     )

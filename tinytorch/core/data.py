@@ -4,8 +4,10 @@
   a tuple of arrays).
 - `TensorDataset(*arrays)`: examples are rows of arrays that share their first dimension.
 - `Subset(dataset, indices)` and `random_split(dataset, lengths, seed)`.
-- `DataLoader(dataset, batch_size, shuffle, seed, drop_last)`: yields tuples of numpy arrays.
-  A `TensorDataset` (or a `Subset` of one) is batched by fancy indexing, one numpy call per
+- `DataLoader(dataset, batch_size=1, shuffle, seed, drop_last, as_numpy=False)`: yields
+  tuples of Tensors (numpy arrays with `as_numpy=True`); the default batch size is
+  PyTorch's, 1. Tensors keep the arrays' dtypes (float32 pixels, int64 labels). A
+  `TensorDataset` (or a `Subset` of one) is batched by fancy indexing, one numpy call per
   array; any other dataset by stacking its examples. With `shuffle=True` and a `seed`, epoch k
   is permuted by `np.random.default_rng([seed, k])`, so two loaders with the same seed agree
   and each epoch has its own order.
@@ -19,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from tinytorch.core.tensor import Tensor
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader"]
 
@@ -148,7 +152,8 @@ def _fetch(dataset: Any, idx: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 class DataLoader:
-    """Iterate over `dataset` in batches: each batch is a tuple of numpy arrays.
+    """Iterate over `dataset` in batches: each batch is a tuple of Tensors (like PyTorch), or
+    of numpy arrays with `as_numpy=True`.
 
     `len(loader)` is the number of batches per epoch. With `shuffle=True`, epoch k (counted
     by the iterations started so far, or set with `set_epoch`) uses the permutation from
@@ -158,10 +163,11 @@ class DataLoader:
     def __init__(
         self,
         dataset: Any,
-        batch_size: int = 32,
+        batch_size: int = 1,
         shuffle: bool = False,
         seed: int | None = None,
         drop_last: bool = False,
+        as_numpy: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size must be an integer, got {type(batch_size).__name__}")
@@ -174,6 +180,7 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.seed = None if seed is None else int(seed)
         self.drop_last = bool(drop_last)
+        self.as_numpy = bool(as_numpy)
         self.epoch = 0  # the epoch the next iteration will run
 
     def __len__(self) -> int:
@@ -194,12 +201,13 @@ class DataLoader:
         rng = np.random.default_rng(None if self.seed is None else [self.seed, epoch])
         return rng.permutation(n)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         order = self.order(self.epoch)
         self.epoch += 1
         return self._batches(order)
 
-    def _batches(self, order: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    def _batches(self, order: np.ndarray) -> Iterator[tuple[Any, ...]]:
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield _fetch(self.dataset, idx)
+            arrays = _fetch(self.dataset, idx)
+            yield arrays if self.as_numpy else tuple(Tensor(a) for a in arrays)

@@ -1,12 +1,22 @@
-"""Loss functions: `cross_entropy` (integer class targets) and `mse`."""
+"""Loss functions: `cross_entropy` (integer class targets) and `mse`, plus the PyTorch-shaped
+`nn.functional` spellings (`cross_entropy_loss`, `mse_loss`) and loss modules
+(`CrossEntropyLoss`, `MSELoss`).
+
+`cross_entropy` takes the class scores on the LAST axis ((..., C), what a language model
+produces); the PyTorch spelling puts them on dim 1 ((N, C) or (N, C, d1, ...)) as torch does.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from tinytorch.core.nn import Module
 from tinytorch.core.tensor import Tensor, get_default_dtype
 
-__all__ = ["cross_entropy", "mse"]
+__all__ = ["cross_entropy", "mse", "cross_entropy_loss", "mse_loss", "CrossEntropyLoss",
+           "MSELoss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _as_float_tensor(x, who: str) -> Tensor:
@@ -81,3 +91,72 @@ def mse(pred, target) -> Tensor:
         )
     diff = pred - target
     return (diff * diff).mean()
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def cross_entropy_loss(input, target, reduction: str = "mean",
+                       label_smoothing: float = 0.0) -> Tensor:
+    """torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...) with class ids
+    (N,) or (N, d1, ...); `reduction` 'mean' | 'sum' | 'none'."""
+    _check_reduction(reduction)
+    logits = _as_float_tensor(input, "cross_entropy")
+    if logits.ndim == 1:  # unbatched (C,) with a scalar target
+        logits = logits.reshape(1, -1)  # (1, C)
+        target = np.reshape(target.data if isinstance(target, Tensor) else target, (1,))
+    elif logits.ndim > 2:
+        perm = (0, *range(2, logits.ndim), 1)
+        logits = logits.permute(*perm)  # (N, d1, ..., C): classes last, as cross_entropy reads
+    if reduction == "mean":
+        return cross_entropy(logits, target, label_smoothing)
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    cross_entropy(logits, t, label_smoothing)  # validates shapes, dtypes and class ids
+    logp = logits.log_softmax(axis=-1)  # (..., C)
+    c = logits.shape[-1]
+    onehot = (t[..., None] == np.arange(c)).astype(logp.dtype)  # (..., C)
+    dist = (1 - label_smoothing) * onehot + label_smoothing / c
+    per_item = -(logp * dist).sum(axis=-1)  # (...)
+    return per_item.sum() if reduction == "sum" else per_item
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.mse_loss (same shapes; no broadcasting)."""
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return mse(input, target)
+    pred = _as_float_tensor(input, "mse_loss")
+    tgt = _as_float_tensor(target, "mse_loss")
+    if pred.shape != tgt.shape:
+        raise ValueError(
+            f"mse_loss needs input and target of the same shape, got {pred.shape} and "
+            f"{tgt.shape}"
+        )
+    sq = (pred - tgt) * (pred - tgt)
+    return sq.sum() if reduction == "sum" else sq
+
+
+class CrossEntropyLoss(Module):
+    """`nn.CrossEntropyLoss(reduction='mean', label_smoothing=0.0)`: see cross_entropy_loss."""
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, input, target) -> Tensor:
+        return cross_entropy_loss(input, target, self.reduction, self.label_smoothing)
+
+
+class MSELoss(Module):
+    """`nn.MSELoss(reduction='mean')`."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, input, target) -> Tensor:
+        return mse_loss(input, target, self.reduction)

@@ -12,6 +12,7 @@ Parameters are created in the default float dtype (float32; float64 inside
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
@@ -20,11 +21,21 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.core import backends
-from tinytorch.core.tensor import Tensor, get_default_dtype, is_grad_enabled
+from tinytorch.core.tensor import (
+    Tensor,
+    _check_device,
+    _is_device,
+    _resolve_dtype,
+    get_default_dtype,
+    is_grad_enabled,
+)
 
 __all__ = [
     "manual_seed",
     "get_rng",
+    "randn",
+    "rand",
+    "randint",
     "kaiming_uniform",
     "Parameter",
     "Module",
@@ -41,6 +52,10 @@ __all__ = [
     "Dropout",
     "LayerNorm",
     "Embedding",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "conv1d",
     "Sequential",
     "ModuleList",
     "im2col",
@@ -62,6 +77,25 @@ def manual_seed(seed: int) -> None:
 def get_rng() -> np.random.Generator:
     """The module-level generator (read at call time, so `manual_seed` takes effect)."""
     return _rng
+
+
+def randn(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the module RNG (`manual_seed` makes them repeatable)."""
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
+    return Tensor(get_rng().standard_normal(shape), requires_grad=requires_grad,
+                  dtype=get_default_dtype() if dtype is None else dtype)
+
+
+def rand(*size, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) samples from the module RNG."""
+    shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], tuple | list) else size
+    return Tensor(get_rng().random(shape), requires_grad=requires_grad,
+                  dtype=get_default_dtype() if dtype is None else dtype)
+
+
+def randint(low: int, high: int, size, dtype=np.int64) -> Tensor:
+    """Integers in [low, high) from the module RNG (torch.randint(low, high, size))."""
+    return Tensor(get_rng().integers(low, high, size=tuple(size)), dtype=dtype)
 
 
 def kaiming_uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
@@ -100,6 +134,32 @@ def _as_float_tensor(x, who: str) -> Tensor:
     return Tensor(arr if arr.dtype.kind == "f" else arr.astype(get_default_dtype()))
 
 
+def _refuse_foreign(state_dict: dict) -> None:
+    """A PyTorch state dict (torch tensors, or torch's `_metadata`) must be converted first."""
+    torch_values = [k for k, v in state_dict.items()
+                    if type(v).__module__.split(".")[0] == "torch"]
+    if torch_values or hasattr(state_dict, "_metadata"):
+        raise TypeError(
+            "this is a PyTorch state_dict (torch tensors"
+            + (f", e.g. {torch_values[0]!r}" if torch_values else "")
+            + "): PyTorch's Linear weight is (out, in), tinytorch's (in, out), so it cannot be "
+            "loaded as it is; use model.load_state_dict("
+            "tinytorch.utils.from_pytorch_state_dict(state_dict, model))"
+        )
+
+
+def _recordable(value, depth: int = 0) -> bool:
+    """Plain constructor arguments (numbers, strings, sizes, Modules, configs), not data."""
+    if value is None or isinstance(value, bool | int | float | str | np.integer | np.floating):
+        return True
+    if isinstance(value, Module) or (hasattr(value, "__dataclass_fields__")
+                                     and not isinstance(value, type)):
+        return True
+    if isinstance(value, tuple | list) and depth < 2 and len(value) <= 64:
+        return all(_recordable(v, depth + 1) for v in value)
+    return False
+
+
 class _StateDictError(KeyError):
     """KeyError whose message prints without KeyError's extra quoting."""
 
@@ -119,6 +179,11 @@ class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates: always `requires_grad=True`."""
 
     def __init__(self, data, dtype=None):
+        # Layers build their initial values in float64 numpy: a Parameter made from an array
+        # takes the default dtype (float32) unless `dtype=` is given; from a Tensor it keeps
+        # the Tensor's dtype.
+        if dtype is None and not isinstance(data, Tensor) and np.asarray(data).dtype.kind == "f":
+            dtype = get_default_dtype()
         super().__init__(data, requires_grad=True, dtype=dtype)
         self.data = np.array(self.data, copy=True)  # own the storage
 
@@ -134,6 +199,25 @@ class Module:
     `register_buffer` registers non-trainable arrays that still belong in the state dict.
     Subclasses implement `forward`; call the module itself (`model(x)`).
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Record the arguments of the outermost `__init__` call (`tinytorch.save` stores
+        them, so a saved model can be rebuilt without pickle)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            d = self.__dict__
+            if "_init_args" not in d:  # the outermost __init__ of this instance
+                bad = next((v for v in (*args, *kw.values()) if not _recordable(v)), None)
+                # never keep arrays alive: a model built from arrays is saved by state dict
+                d["_init_args"] = (args, kw) if bad is None else type(bad).__name__
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -293,7 +377,7 @@ class Module:
 
     def num_parameters(self) -> int:
         """Total number of scalars in the (distinct) parameters."""
-        return int(sum(p.size for p in self.parameters()))
+        return int(sum(p.numel() for p in self.parameters()))
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call `fn` on every submodule (children first) and on self; returns self."""
@@ -330,17 +414,14 @@ class Module:
         """
         if not isinstance(state_dict, dict):
             raise TypeError(f"load_state_dict expects a dict, got {type(state_dict).__name__}")
+        _refuse_foreign(state_dict)
         items = list(self._state_items())
         expected = [full for full, *_ in items]
         missing = [k for k in expected if k not in state_dict]
         unexpected = [k for k in state_dict if k not in set(expected)]
-        if strict and (missing or unexpected):
-            raise _StateDictError(
-                f"error loading state dict into {type(self).__name__}: "
-                f"missing keys {missing}, unexpected keys {unexpected}"
-            )
         staged = []
         mismatches = []
+        transposed = False
         for full, mod, name, kind in items:
             if full not in state_dict:
                 continue
@@ -352,12 +433,24 @@ class Module:
             current_shape = current.shape
             if value.shape != current_shape:
                 mismatches.append(f"{full}: expected shape {current_shape}, got {value.shape}")
+                transposed |= value.shape == current_shape[::-1] and len(current_shape) == 2
                 continue
             staged.append((mod, name, kind, value))
+        hint = (
+            " (a transposed Linear weight: PyTorch stores (out, in), tinytorch (in, out); "
+            "convert with tinytorch.utils.from_pytorch_state_dict(state_dict, model))"
+            if transposed else ""
+        )
+        if strict and (missing or unexpected):
+            shapes = f", mis-shaped keys [{'; '.join(mismatches)}]" if mismatches else ""
+            raise _StateDictError(
+                f"error loading state dict into {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {unexpected}{shapes}{hint}"
+            )
         if mismatches:
             raise ValueError(
                 f"size mismatch loading state dict into {type(self).__name__}: "
-                + "; ".join(mismatches)
+                + "; ".join(mismatches) + hint
             )
         for mod, name, kind, value in staged:
             if kind == "param":
@@ -379,9 +472,53 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def to(self, *args, dtype=None, device=None) -> Module:
+        """`to(dtype)` casts float parameters and buffers in place; `to("cpu")` is a no-op.
+
+        Any other device raises (tinytorch runs on numpy). Returns self, as in torch.
+        """
+        for a in args:
+            if _is_device(a):
+                device = a
+            else:
+                dtype = a
+        if device is not None:
+            _check_device(device)
+        if dtype is None:
+            return self
+        dt = _resolve_dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(f"Module.to() casts to a float dtype, got {dt}")
+        for mod in self.modules():
+            for p in mod._parameters.values():
+                if p is not None and p.data.dtype.kind == "f":
+                    p.data = p.data.astype(dt)
+                    p.grad = None if p.grad is None else p.grad.astype(dt)
+            for name, b in list(mod._buffers.items()):
+                if b is not None and b.dtype.kind == "f":
+                    mod._store(mod._buffers, name, b.astype(dt))
+        return self
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def cpu(self) -> Module:
+        return self
 
     # ---------------------------------------------------------------- calling
     def forward(self, *args, **kwargs):
@@ -460,18 +597,40 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return x._make(out, parents, backward, "linear")
 
 
+LINEAR_LAYOUT = "(in_features, out_features)"  # PyTorch's nn.Linear stores (out, in)
+
+
+def _check_size(layer: str, name: str, value) -> int:
+    """A layer size must be a positive int (not a str, float or bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        hint = ""
+        if isinstance(value, str) and value.strip().isdigit():
+            hint = f" (write {int(value)}, not {value!r})"
+        elif isinstance(value, float) and value.is_integer():
+            hint = f" (write {int(value)})"
+        raise TypeError(
+            f"{layer}: {name} must be an int, got {type(value).__name__} {value!r}{hint}"
+        )
+    if value <= 0:
+        raise ValueError(f"{layer}: {name} must be positive, got {value}")
+    return int(value)
+
+
 class Linear(Module):
-    """y = x @ W + b with W of shape (in_features, out_features)."""
+    """y = x @ W + b with W of shape (in_features, out_features).
+
+    PyTorch's `nn.Linear.weight` is the transpose, (out_features, in_features): load PyTorch
+    weights with `tinytorch.utils.from_pytorch_state_dict`, never as they are.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        if in_features <= 0 or out_features <= 0:
-            raise ValueError(
-                f"Linear needs positive sizes, got in={in_features}, out={out_features}"
-            )
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        in_features = _check_size("Linear", "in_features", in_features)
+        out_features = _check_size("Linear", "out_features", out_features)
+        self.in_features = in_features
+        self.out_features = out_features
         self.weight = Parameter(kaiming_uniform((in_features, out_features), in_features))
+        self.weight.layout = LINEAR_LAYOUT  # read by F.linear and the PyTorch converter
         if bias:
             self.bias = Parameter(kaiming_uniform((out_features,), in_features))
         else:
@@ -781,10 +940,19 @@ class ReLU(Module):
 
 
 class GELU(Module):
-    """GELU, tanh approximation (as in GPT-2)."""
+    """GELU as torch.nn.GELU: exact (`approximate="none"`, the default) or `"tanh"` (GPT-2)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
 
     def forward(self, x) -> Tensor:
-        return _as_float_tensor(x, "GELU").gelu()
+        return _as_float_tensor(x, "GELU").gelu(approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class Tanh(Module):
@@ -798,9 +966,9 @@ class Sigmoid(Module):
 
 
 class Softmax(Module):
-    def __init__(self, axis: int = -1):
+    def __init__(self, axis: int = -1, *, dim: int | None = None):
         super().__init__()
-        self.axis = axis
+        self.axis = axis if dim is None else dim
 
     def forward(self, x) -> Tensor:
         return _as_float_tensor(x, "Softmax").softmax(axis=self.axis)
@@ -975,3 +1143,145 @@ class ModuleList(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList has no forward(); iterate over it instead")
+
+
+# --------------------------------------------------------------------------- batch norm
+class _BatchNorm(Module):
+    """Normalise each channel (dim 1) over the batch and spatial dims (PyTorch semantics).
+
+    Training: batch statistics (biased variance) normalise; `running_mean` / `running_var`
+    move by `momentum` towards the batch mean and the UNBIASED batch variance, and
+    `num_batches_tracked` counts the steps. Eval: the running statistics normalise.
+    Composed from Tensor ops, so the backward pass is autograd's (see the gradient checks).
+    """
+
+    _ndims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        self.num_features = _check_size(type(self).__name__, "num_features", num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        if affine:
+            self.weight = Parameter(np.ones(self.num_features))
+            self.bias = Parameter(np.zeros(self.num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.track_running_stats = bool(track_running_stats)
+        if track_running_stats:
+            dt = get_default_dtype()
+            self.register_buffer("running_mean", np.zeros(self.num_features, dtype=dt))
+            self.register_buffer("running_var", np.ones(self.num_features, dtype=dt))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, type(self).__name__)
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            want = " or ".join(f"{n}-D" for n in self._ndims)
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects {want} input with "
+                f"{self.num_features} channels in dim 1, got {x.shape}"
+            )
+        axes = (0, *range(2, x.ndim))  # every dim but the channels
+        bshape = (1, self.num_features) + (1,) * (x.ndim - 2)  # (1, C, 1, ...)
+        if self.training or not self.track_running_stats:
+            n = x.numel() // self.num_features
+            if self.training and n <= 1:
+                raise ValueError(
+                    f"{type(self).__name__} needs more than 1 value per channel when "
+                    f"training, got input {x.shape}"
+                )
+            mean = x.mean(axis=axes, keepdims=True)  # (1, C, 1, ...)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)  # biased
+            if self.training and self.track_running_stats:
+                m = self.momentum
+                unbiased = var.data.reshape(-1) * (n / max(n - 1, 1))
+                self.running_mean = (1 - m) * self.running_mean + m * mean.data.reshape(-1)
+                self.running_var = (1 - m) * self.running_var + m * unbiased
+                self.num_batches_tracked = self.num_batches_tracked + 1
+        else:
+            mean = Tensor(self.running_mean.reshape(bshape), dtype=x.dtype)
+            centered = x - mean
+            var = Tensor(self.running_var.reshape(bshape), dtype=x.dtype)
+        out = centered * (var + self.eps) ** -0.5
+        if self.weight is not None:
+            out = out * self.weight.reshape(*bshape) + self.bias.reshape(*bshape)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) input."""
+
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) input."""
+
+    _ndims = (4,)
+
+
+# --------------------------------------------------------------------------- Conv1d
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1,
+           padding: int = 0) -> Tensor:
+    """1-D cross-correlation: (N, C, L) with weight (out, C, k) -> (N, out, Lo).
+
+    Runs as `conv2d` on a height-1 image, so it shares Conv2d's im2col + matmul path.
+    """
+    out_c, in_c, k = weight.shape
+    if x.ndim != 3 or x.shape[1] != in_c:
+        raise ValueError(
+            f"conv1d with weight {weight.shape} expects input (N, {in_c}, L), got {x.shape}"
+        )
+    n, _, length = x.shape
+    x4 = x.reshape(n, in_c, 1, length)  # (N, C, 1, L)
+    w4 = weight.reshape(out_c, in_c, 1, k)  # (out, C, 1, k)
+    y = conv2d(x4, w4, bias, (1, int(stride)), (0, int(padding)))  # (N, out, 1, Lo)
+    return y.reshape(n, out_c, y.shape[-1])  # (N, out, Lo)
+
+
+class Conv1d(Module):
+    """1-D convolution over (N, C, L); weight (out_channels, in_channels, kernel_size)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.in_channels = _check_size("Conv1d", "in_channels", in_channels)
+        self.out_channels = _check_size("Conv1d", "out_channels", out_channels)
+        self.kernel_size = _check_size("Conv1d", "kernel_size", kernel_size)
+        self.stride = _check_size("Conv1d", "stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
+            raise ValueError(f"Conv1d: padding must be an int >= 0, got {padding!r}")
+        self.padding = int(padding)
+        fan_in = self.in_channels * self.kernel_size
+        self.weight = Parameter(
+            kaiming_uniform((self.out_channels, self.in_channels, self.kernel_size), fan_in)
+        )
+        if bias:
+            self.bias = Parameter(kaiming_uniform((self.out_channels,), fan_in))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x) -> Tensor:
+        x = _as_float_tensor(x, "Conv1d")
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv1d({self.in_channels}, {self.out_channels}) expects input "
+                f"(N, {self.in_channels}, L), got {x.shape}"
+            )
+        if x.shape[2] + 2 * self.padding < self.kernel_size:
+            raise ValueError(
+                f"Conv1d kernel {self.kernel_size} does not fit input {x.shape} with "
+                f"padding {self.padding}"
+            )
+        return conv1d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")

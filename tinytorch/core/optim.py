@@ -45,9 +45,13 @@ class Optimizer:
         self.lr = _check_nonneg("learning rate", lr)
         self.state: dict[int, dict[str, np.ndarray | int]] = {}
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (`set_to_none=False` zeroes them in place, as in torch)."""
         for p in self.params:
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
 
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement step()")

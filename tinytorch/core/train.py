@@ -1,12 +1,17 @@
 """The training loop: `fit`, `evaluate`, `accuracy` and the per-epoch `History`.
 
-Loaders are iterables of `(x, y)` tuples of numpy arrays (e.g. `tinytorch.core.data.DataLoader`).
-`x` is wrapped in a Tensor (floats take the default dtype, integer token ids stay integers);
-`y` is passed to the loss as it comes.
+Loaders are iterables of `(x, y)` tuples of Tensors or numpy arrays (e.g.
+`tinytorch.core.data.DataLoader`). `x` is wrapped in a Tensor if it is not one; `y` is passed
+to the loss as a numpy array.
+
+Progress: with `progress=True` a tqdm bar is drawn only when its stream (stderr) is a
+terminal or a Jupyter kernel's output; in logs and CI `fit` prints one summary line per
+epoch instead of a bar that would print a line per refresh.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +39,16 @@ class History:
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
+
+
+def _is_terminal(stream) -> bool:
+    """A terminal, or a Jupyter kernel's output stream (which renders the bar in place)."""
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _data(x) -> np.ndarray:
@@ -106,7 +121,8 @@ def fit(
     Each batch: forward, `loss_fn(logits, y)`, zero_grad, backward, `optimizer.step()`.
     After each epoch: `scheduler.step()` (if given), `evaluate` on `val_loader` (if given),
     then each callback is called as `callback(epoch, history)`; one returning True stops
-    training early. `progress=False` silences the tqdm bar.
+    training early. `progress=True` draws a tqdm bar when stderr is a terminal and prints one
+    line per epoch either way; `progress=False` prints nothing.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -123,14 +139,15 @@ def fit(
             train_loader,
             total=total,
             desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
+            disable=not (progress and _is_terminal(sys.stderr)),  # read at call time
             leave=False,
+            file=sys.stderr,
         )
         for batch in bar:
             x, y = _split_batch(batch)
             logits = model(x)
             loss = loss_fn(logits, y)
-            if loss.size != 1:
+            if loss.numel() != 1:
                 raise ValueError(f"loss_fn must return a scalar, got shape {loss.shape}")
             optimizer.zero_grad()
             loss.backward()
@@ -143,7 +160,7 @@ def fit(
                 c, m = _correct(z, y)
                 correct += c
                 counted += m
-            if progress:
+            if not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.close()
         if seen == 0:

@@ -1,0 +1,75 @@
+"""`import tinytorch.nn as nn`: layers, containers and losses under PyTorch's names.
+
+Everything here is defined in `tinytorch.core` and only re-exported; `tinytorch.nn.functional`
+holds the stateless functions. Differences from torch.nn that a PyTorch user can meet are
+refused loudly, not computed differently (see docs/architecture.md, "Core API contract").
+"""
+
+from tinytorch.core.losses import CrossEntropyLoss, MSELoss
+from tinytorch.core.nn import (
+    GELU,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    Identity,
+    IncompatibleKeys,
+    LayerNorm,
+    Linear,
+    MaxPool2d,
+    Module,
+    ModuleList,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    conv2d,
+    get_rng,
+    im2col,
+    kaiming_uniform,
+    layer_norm_kernel,
+    linear_kernel,
+    manual_seed,
+    max_pool2d,
+)
+from tinytorch.nn import functional
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GELU",
+    "Identity",
+    "IncompatibleKeys",
+    "LayerNorm",
+    "Linear",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "ModuleList",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "conv2d",
+    "functional",
+    "get_rng",
+    "im2col",
+    "kaiming_uniform",
+    "layer_norm_kernel",
+    "linear_kernel",
+    "manual_seed",
+    "max_pool2d",
+]
