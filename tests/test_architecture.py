@@ -139,6 +139,9 @@ def layer(rel: str, generated: dict[str, int]) -> str:
             return folder
     if rel == "tinytorch/__init__.py":
         return "core"
+    for facade in ("nn", "optim", "utils"):  # PyTorch's names for the core: re-exports only
+        if rel.startswith(f"tinytorch/{facade}/"):
+            return "core"
     if rel.startswith("tito/"):
         return "tito"
     return "unplaced"
