@@ -251,9 +251,16 @@ def format_report(report: CheckReport) -> str:
         f"{counts[PASSING]} passing, {counts[FAILING]} failing, {counts[NOT_STARTED]} not "
         f"started: {got:g}/{total:g} points from the visible checks ({report.seconds:.1f} s)"
     )
-    if report.other_errors:
+    stubs = [n for n, text in report.other_errors if text.startswith("NotImplementedError")]
+    if stubs:
+        lines.append(
+            "cells that call an exercise not written yet (NotImplementedError): "
+            + ", ".join(map(str, stubs))
+        )
+    other = [(n, t) for n, t in report.other_errors if n not in stubs]
+    if other:
         lines.append("other cells that raised:")
-        for number, text in report.other_errors[:10]:
+        for number, text in other:
             lines.append(f"  cell {number}: {text[:MESSAGE_WIDTH]}")
     lines.append("Hidden checks run at grading time and may find more.")
     return "\n".join(lines)

@@ -152,6 +152,8 @@ def cmd_autograde(args, project: Project) -> int:
             for w in r.remarks:
                 print(f"    note: {w}")
     print(summary(results, time.perf_counter() - start, args.jobs))
+    module = _one(project, args.module).id
+    print(f"next: tito grades {module} (the gradebook), tito feedback {module} (a page each)")
     failed = [r for r in results if not r.graded]
     if failed:
         print(
@@ -178,6 +180,13 @@ def cmd_grades(args, project: Project) -> int:
     specs = _modules(project, [args.module] if args.module else [])
     tables = [table(spec, project) for spec in specs]
     print("\n\n".join(format_table(t) for t in tables))
+    if not any(t.rows for t in tables):
+        which = args.module or "MODULE"
+        print(
+            f"\nnothing graded yet: run tito release {which}, put each submission in "
+            f"{project.rel(project.course_dir)}/submitted/<student>/<module id>/ (or make samples "
+            f"with tito samples {which}), then tito autograde {which}"
+        )
     if args.csv:
         write_csv(Path(args.csv), tables)
         print(f"wrote {args.csv}")

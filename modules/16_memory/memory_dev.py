@@ -517,8 +517,9 @@ assert _cache.get_seq_length(0) == 6 and _cache.get_seq_length(1) == 0, (
     "get_seq_length(layer) counts that layer's positions: 6 in layer 0, 0 in layer 1, got "
     f"{_cache.get_seq_length(0)} and {_cache.get_seq_length(1)}"
 )
-assert _cache.memory_bytes() == kv_cache_bytes(1, 1, 4, 6, 8), (
-    f"memory_bytes should be the bytes of the stored arrays ({kv_cache_bytes(1, 1, 4, 6, 8)}), "
+_stored = 2 * np.zeros((1, 4, 6, 8), np.float32).nbytes  # keys + values of layer 0
+assert _cache.memory_bytes() == _stored, (
+    f"memory_bytes should be the bytes of the stored arrays ({_stored}), "
     f"got {_cache.memory_bytes()}"
 )
 _tk, _tv = _cache.update(Tensor(_k2), Tensor(_v2), 1)
@@ -1420,6 +1421,9 @@ print(f"weights {mem_weights / 2**20:.3f} MB + KV cache model {mem_kv / 2**20:.3
 
 # %% nbgrader={"grade": true, "grade_id": "static_cache_memory_matches_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Measured peak of static-cache generation is within 10% of weights + kv_cache_bytes."""
+if "mem_prof" not in globals() or "mem_kv" not in globals():
+    raise RuntimeError("complete exercise 2, `kv_cache_bytes`, exercise 6, `static_kv_cache`, "
+                       "and exercise 7, `memory_profiler`, then run the cell above first")
 _ratio = mem_prof.peak_bytes / (mem_weights + mem_kv)
 assert 1.0 <= _ratio <= 1.10, (
     f"peak / (weights + KV cache) = {_ratio:.3f}, expected within [1.0, 1.1]: check that "

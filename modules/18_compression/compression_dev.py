@@ -935,6 +935,8 @@ def plot_mask(mask, ax=None, title: str = "keep-mask (white = kept)"):
 
 
 # %%
+if "global 90%" not in tuned:
+    raise RuntimeError("this cell shows the global 90% model: complete exercises 1-3 (`magnitude_mask`, `global_magnitude_masks`, `masked_optimizer`) and run the fine-tuning cell of section 1.5 first")
 pruned_90, pruner_90 = tuned["global 90%"]  # the global 90% model fine-tuned above
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 plot_layer_sparsity(pruned_90, ax=axes[0], title="global 90%: sparsity per layer")
@@ -1476,6 +1478,9 @@ def model_size(model: Module, index_dtype=None) -> SizeReport:
 
 
 # %%
+if "pruned_90" not in globals():
+    raise RuntimeError("this cell sizes the global 90% model: run the plotting cell of Part 2 "
+                       "first (it needs exercises 1-3)")
 print(f"{'model':>22}{'sparsity':>10}{'dense KB':>10}{'CSR (int32) KB':>16}"
       f"{'CSR (smallest) KB':>19}")
 for label, m in (("baseline", baseline), ("50% global", None), ("90% global", pruned_90),
@@ -1831,6 +1836,11 @@ print(f"  teacher: {base_acc:.1f}%   ({time.perf_counter() - start:.1f} s for si
 # types):
 
 # %%
+for _name, _todo in (("pruned_90", "the plotting cell of Part 2 (exercises 1-3)"),
+                     ("half", "the cell of Part 3 that removes half the units (exercises 5-6)"),
+                     ("students", "the distillation cell of Part 6 (exercise 9)")):
+    if _name not in globals():
+        raise RuntimeError(f"this summary needs `{_name}`: run {_todo} first")
 distilled = students["distilled", 0]  # the seed-0 distilled student from Part 6
 x_batch = X_test[:64]
 compared = {"baseline": baseline, "global 90% (dense)": pruned_90,
