@@ -49,3 +49,14 @@ def test_recipe_retrains_to_the_stated_accuracy():
     name = "digits_cnn"
     model = train_recipe(name)
     assert digits_test_accuracy(model, name) >= PRETRAINED[name].min_test_accuracy
+
+
+def test_character_gpt_beats_a_context_free_model():
+    from tinytorch.core.pretrained import GPT_RECIPES, gpt_val_loss
+    from tinytorch.datasets import load_corpus_ids, unigram_entropy
+
+    lm = load_pretrained("corpus_gpt_tiny")
+    loss = gpt_val_loss(lm, "corpus_gpt_tiny")
+    assert loss <= GPT_RECIPES["corpus_gpt_tiny"].max_val_loss, loss
+    val, _ = load_corpus_ids("val")
+    assert loss < unigram_entropy(val) - 0.3, f"{loss:.3f} vs unigram {unigram_entropy(val):.3f}"

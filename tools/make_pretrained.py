@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinytorch.core.pretrained import (  # noqa: E402
+    GPT_RECIPES,
     PRETRAINED,
     digits_test_accuracy,
+    gpt_val_loss,
     train_recipe,
     weights_file,
 )
@@ -54,25 +56,31 @@ def npz_bytes(state: dict[str, np.ndarray]) -> bytes:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help=f"recipes (default: {', '.join(PRETRAINED)})")
+    every = [*PRETRAINED, *GPT_RECIPES]
+    parser.add_argument("names", nargs="*", help=f"recipes (default: {', '.join(every)})")
     args = parser.parse_args(argv)
     failed = 0
-    for name in args.names or list(PRETRAINED):
-        recipe = PRETRAINED[name]
+    for name in args.names or every:
         t0 = time.perf_counter()
         model = train_recipe(name)
         secs = time.perf_counter() - t0
-        acc = digits_test_accuracy(model, name)
+        if name in GPT_RECIPES:
+            loss = gpt_val_loss(model, name)
+            ok = loss <= GPT_RECIPES[name].max_val_loss
+            quality = f"val loss {loss:.3f} nats/char (needs <= {GPT_RECIPES[name].max_val_loss})"
+        else:
+            acc = digits_test_accuracy(model, name)
+            ok = acc >= PRETRAINED[name].min_test_accuracy
+            quality = f"test accuracy {acc:.4f} (needs >= {PRETRAINED[name].min_test_accuracy})"
         data = npz_bytes(model.state_dict())
         path = OUT_DIR / weights_file(name)
-        ok = acc >= recipe.min_test_accuracy
         if ok:
             path.write_bytes(data)
         else:
             failed += 1
         print(
-            f"{name}: {'wrote' if ok else 'NOT written'} {path.relative_to(ROOT)}: test accuracy "
-            f"{acc:.4f} (needs >= {recipe.min_test_accuracy}), {len(data):,} bytes, sha256 "
+            f"{name}: {'wrote' if ok else 'NOT written'} {path.relative_to(ROOT)}: {quality}, "
+            f"{len(data):,} bytes, sha256 "
             f"{hashlib.sha256(data).hexdigest()}, trained in {secs:.1f} s"
         )
     return 1 if failed else 0

@@ -5,10 +5,12 @@ of training it in the notebook, so the notebook's time goes to the lesson:
 
     from tinytorch.core.pretrained import load_pretrained
     teacher = load_pretrained("digits_mlp_256")       # 64-256-256-10, eval mode
+    lm = load_pretrained("corpus_gpt_tiny")           # character TinyGPT (module 16)
 
 Each entry is a *recipe*: the architecture (built from core layers, so the model is an ordinary
 `Sequential`), the training run that made the weights, and the test accuracy the shipped weights
-reach on the bundled digits. `tools/make_pretrained.py` runs the recipes and writes the `.npz`
+reach on the bundled digits (for the character model: its validation loss, below the unigram
+entropy of the corpus). `tools/make_pretrained.py` runs the recipes and writes the `.npz`
 files beside the datasets (tinytorch/datasets/pretrained_*.npz); `tests/test_core_pretrained.py`
 checks that the shipped weights load into the architecture and reach the stated accuracy.
 """
@@ -33,6 +35,8 @@ from .nn import (
 )
 
 __all__ = [
+    "GPT_RECIPES",
+    "GPTRecipe",
     "PRETRAINED",
     "Recipe",
     "digits_test_accuracy",
@@ -106,9 +110,66 @@ PRETRAINED: dict[str, Recipe] = {
 }
 
 
-def _recipe(name: str) -> Recipe:
+@dataclass(frozen=True)
+class GPTRecipe:
+    """A character-level TinyGPT trained on the bundled corpus (random windows, AdamW)."""
+
+    name: str
+    block_size: int  # context length of the model and of the training windows
+    n_layer: int  # transformer blocks
+    n_head: int  # attention heads
+    d_model: int  # residual width
+    steps: int  # AdamW steps
+    batch_size: int  # windows per step
+    lr: float  # AdamW learning rate
+    weight_decay: float  # AdamW weight decay
+    seed: int  # TinyGPT init seed and the window sampler's seed
+    max_val_loss: float  # nats/char on 1024 validation characters the shipped weights stay under
+    description: str
+
+    def config(self):
+        from ..datasets import load_corpus_ids
+        from .transformer import GPTConfig
+
+        _, tok = load_corpus_ids("train")
+        return GPTConfig(
+            vocab_size=tok.vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            d_model=self.d_model,
+        )
+
+    def build(self):
+        from .transformer import TinyGPT
+
+        return TinyGPT(self.config(), seed=self.seed)
+
+
+GPT_RECIPES: dict[str, GPTRecipe] = {
+    "corpus_gpt_tiny": GPTRecipe(
+        "corpus_gpt_tiny",
+        block_size=64,
+        n_layer=2,
+        n_head=4,
+        d_model=64,
+        steps=150,
+        batch_size=16,
+        lr=3e-3,
+        weight_decay=0.01,
+        seed=0,
+        max_val_loss=2.6,
+        description="2-layer character TinyGPT on Genesis: module 16's sliding-window quality test",
+    ),
+}
+
+
+def _recipe(name: str) -> Recipe | GPTRecipe:
+    if name in GPT_RECIPES:
+        return GPT_RECIPES[name]
     if name not in PRETRAINED:
-        raise KeyError(f"no pretrained model {name!r}; shipped: {', '.join(sorted(PRETRAINED))}")
+        shipped = sorted([*PRETRAINED, *GPT_RECIPES])
+        raise KeyError(f"no pretrained model {name!r}; shipped: {', '.join(shipped)}")
     return PRETRAINED[name]
 
 
@@ -117,7 +178,7 @@ def weights_file(name: str) -> str:
     return f"pretrained_{_recipe(name).name}.npz"
 
 
-def load_pretrained(name: str) -> Sequential:
+def load_pretrained(name: str) -> Module:
     """A fresh model of recipe ``name`` holding the shipped weights, in eval mode."""
     recipe = _recipe(name)
     ref = resources.files("tinytorch.datasets").joinpath(weights_file(name))
@@ -135,6 +196,43 @@ def load_pretrained(name: str) -> Sequential:
     return model.eval()
 
 
+def _train_gpt(recipe: GPTRecipe) -> Module:
+    from ..datasets import load_corpus_ids
+    from .losses import cross_entropy
+    from .optim import AdamW
+
+    ids, _ = load_corpus_ids("train")
+    model = recipe.build()
+    opt = AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    rng = np.random.default_rng(recipe.seed)
+    t = recipe.block_size
+    for _ in range(recipe.steps):
+        starts = rng.integers(0, len(ids) - t - 1, size=recipe.batch_size)
+        x = np.stack([ids[i : i + t] for i in starts])  # (B, T)
+        y = np.stack([ids[i + 1 : i + t + 1] for i in starts])  # (B, T), shifted by one
+        loss = cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def gpt_val_loss(model: Module, name: str, n_chars: int = 1024) -> float:
+    """Mean next-character cross-entropy (nats) of ``model`` on the first ``n_chars`` + 1
+    validation characters, in windows of the recipe's block size."""
+    from ..datasets import load_corpus_ids
+    from .losses import cross_entropy
+    from .tensor import no_grad
+
+    t = _recipe(name).block_size
+    ids, _ = load_corpus_ids("val")
+    n = (min(n_chars, len(ids) - 1) // t) * t
+    x = ids[:n].reshape(-1, t)  # (n / T, T)
+    y = ids[1 : n + 1].reshape(-1, t)  # (n / T, T), shifted by one
+    with no_grad():
+        return float(cross_entropy(model(x), y).item())
+
+
 def train_recipe(name: str, progress: bool = False) -> Sequential:
     """Train recipe ``name`` from scratch, as tools/make_pretrained.py does (eval mode)."""
     from ..datasets import load_digits, load_digits_images
@@ -144,6 +242,8 @@ def train_recipe(name: str, progress: bool = False) -> Sequential:
     from .train import fit
 
     recipe = _recipe(name)
+    if isinstance(recipe, GPTRecipe):
+        return _train_gpt(recipe)
     x, y = (load_digits_images if recipe.images else load_digits)("train")
     manual_seed(recipe.seed)
     model = recipe.build()
