@@ -7,18 +7,20 @@ import pytest
 
 from tinytorch.core.pretrained import (
     PRETRAINED,
+    ZOO_RECIPES,
     digits_test_accuracy,
     load_pretrained,
     train_recipe,
 )
 
 
-@pytest.mark.parametrize("name", sorted(PRETRAINED))
+@pytest.mark.parametrize("name", sorted([*PRETRAINED, *ZOO_RECIPES]))
 def test_shipped_weights_reach_the_stated_accuracy(name):
     model = load_pretrained(name)
     assert not model.training, "load_pretrained returns the model in eval mode"
     acc = digits_test_accuracy(model, name)
-    assert acc >= PRETRAINED[name].min_test_accuracy, f"{name}: test accuracy {acc:.4f}"
+    need = {**PRETRAINED, **ZOO_RECIPES}[name].min_test_accuracy
+    assert acc >= need, f"{name}: test accuracy {acc:.4f}"
 
 
 def test_each_load_is_a_fresh_copy():
@@ -60,3 +62,17 @@ def test_character_gpt_beats_a_context_free_model():
     assert loss <= GPT_RECIPES["corpus_gpt_tiny"].max_val_loss, loss
     val, _ = load_corpus_ids("val")
     assert loss < unigram_entropy(val) - 0.3, f"{loss:.3f} vs unigram {unigram_entropy(val):.3f}"
+
+
+@pytest.mark.slow
+def test_zoo_cnn_weights_are_what_zoo_training_gives():
+    """module 19 loads these instead of calling zoo.train_digits("cnn", seed=0): if the zoo's
+    recipe changes, tools/make_pretrained.py zoo_digits_cnn must be run again."""
+    from tinytorch.core import zoo
+
+    shipped = load_pretrained("zoo_digits_cnn")
+    trained = zoo.train_digits("cnn", seed=0)[0].eval()
+    x = zoo.digits_data(images=True).x_test
+    a, b = shipped(x).data, trained(x).data
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.99
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)

@@ -37,6 +37,8 @@ from .nn import (
 __all__ = [
     "GPT_RECIPES",
     "GPTRecipe",
+    "ZOO_RECIPES",
+    "ZooRecipe",
     "PRETRAINED",
     "Recipe",
     "digits_test_accuracy",
@@ -164,11 +166,42 @@ GPT_RECIPES: dict[str, GPTRecipe] = {
 }
 
 
-def _recipe(name: str) -> Recipe | GPTRecipe:
+@dataclass(frozen=True)
+class ZooRecipe:
+    """A model of `tinytorch.core.zoo` trained by `zoo.train_digits(kind, seed)` (AdamW,
+    cosine schedule, batch 32, 30 epochs, standardised digits): the same weights that call
+    gives, without spending its time."""
+
+    name: str
+    kind: str  # "mlp" or "cnn"
+    seed: int  # zoo.train_digits seed
+    min_test_accuracy: float  # on zoo.digits_data(...) test split
+    description: str
+
+    def build(self):
+        from . import zoo
+
+        return zoo.digits_cnn() if self.kind == "cnn" else zoo.digits_mlp()
+
+
+ZOO_RECIPES: dict[str, ZooRecipe] = {
+    "zoo_digits_cnn": ZooRecipe(
+        "zoo_digits_cnn",
+        kind="cnn",
+        seed=0,
+        min_test_accuracy=0.95,
+        description="zoo.train_digits('cnn', seed=0): module 19's CNN for accuracy-aware INT4",
+    ),
+}
+
+
+def _recipe(name: str) -> Recipe | GPTRecipe | ZooRecipe:
     if name in GPT_RECIPES:
         return GPT_RECIPES[name]
+    if name in ZOO_RECIPES:
+        return ZOO_RECIPES[name]
     if name not in PRETRAINED:
-        shipped = sorted([*PRETRAINED, *GPT_RECIPES])
+        shipped = sorted([*PRETRAINED, *GPT_RECIPES, *ZOO_RECIPES])
         raise KeyError(f"no pretrained model {name!r}; shipped: {', '.join(shipped)}")
     return PRETRAINED[name]
 
@@ -244,6 +277,10 @@ def train_recipe(name: str, progress: bool = False) -> Sequential:
     recipe = _recipe(name)
     if isinstance(recipe, GPTRecipe):
         return _train_gpt(recipe)
+    if isinstance(recipe, ZooRecipe):
+        from . import zoo
+
+        return zoo.train_digits(recipe.kind, seed=recipe.seed)[0].eval()
     x, y = (load_digits_images if recipe.images else load_digits)("train")
     manual_seed(recipe.seed)
     model = recipe.build()
@@ -261,5 +298,10 @@ def digits_test_accuracy(model: Module, name: str) -> float:
     from .data import DataLoader, TensorDataset
     from .train import evaluate
 
-    x, y = (load_digits_images if _recipe(name).images else load_digits)("test")
+    recipe = _recipe(name)
+    if isinstance(recipe, ZooRecipe):
+        from . import zoo
+
+        return evaluate(model, zoo.digits_data(images=recipe.kind == "cnn").loader("test"))
+    x, y = (load_digits_images if recipe.images else load_digits)("test")
     return evaluate(model, DataLoader(TensorDataset(x, y), batch_size=512))
