@@ -38,7 +38,7 @@ def test_noisy_samples_run_until_the_budget():
     c = FakeClock([0.01, 0.03] * 100)
     t = time_until_stable(c.fn, timer=c.timer, rel_ci=0.01, budget_s=0.2, max_repeats=1000)
     assert t.stopped == "budget"
-    assert 0.2 <= sum(t.samples) < 0.2 + 0.03
+    assert 0.2 <= 0.01 + sum(t.samples) < 0.2 + 0.03  # the warm-up (0.01 s) counts too
     assert t.rel_halfwidth > 0.01
 
 
@@ -74,3 +74,10 @@ def test_halfwidth_shrinks_when_the_same_samples_repeat(xs):
 def test_real_call_returns_positive_median():
     t = time_until_stable(lambda: sum(range(1000)), budget_s=0.2)
     assert t.median > 0 and t.n >= 1 and t.stopped in ("tight", "budget", "max_repeats")
+
+
+def test_budget_counts_the_warm_up():
+    """A call of 0.6 s under a 1 s budget: warm-up + one sample, not a quota of three."""
+    c = FakeClock([0.6])
+    t = time_until_stable(c.fn, timer=c.timer, budget_s=1.0)
+    assert (t.n, t.stopped, c.calls) == (1, "budget", 2)

@@ -69,9 +69,9 @@ def time_until_stable(
     timer: Callable[[], float] = time.perf_counter,
 ) -> Timing:
     """Time ``fn()`` until the 95% CI of the mean is within ``rel_ci`` of the median (after at
-    least ``min_repeats`` runs), ``budget_s`` seconds of sampling are spent, or ``max_repeats``
-    runs are done. ``warmup`` untimed calls come first; a warm-up call that alone takes longer
-    than the budget becomes the only sample (``stopped == "slow call"``)."""
+    least ``min_repeats`` runs), ``budget_s`` seconds are spent (warm-up included), or
+    ``max_repeats`` runs are done. ``warmup`` untimed calls come first; a warm-up call that
+    alone takes longer than the budget becomes the only sample (``stopped == "slow call"``)."""
     if not rel_ci > 0:
         raise ValueError(f"rel_ci must be positive, got {rel_ci}")
     if min_repeats < 1 or max_repeats < min_repeats:
@@ -82,6 +82,7 @@ def time_until_stable(
     if not budget_s > 0:
         raise ValueError(f"budget_s must be positive, got {budget_s}")
     out = Timing()
+    begin = timer()
     for _ in range(max(0, int(warmup))):
         start = timer()
         fn()
@@ -90,7 +91,6 @@ def time_until_stable(
             out.samples.append(took)
             out.stopped = "slow call"
             return out
-    begin = timer()
     while True:
         start = timer()
         fn()
