@@ -971,18 +971,24 @@ with no_grad():
 # %% [markdown]
 # ### How much faster?
 #
-# Time greedy generation of `n` new tokens after a 16-token prompt, with and without the cache:
+# Time greedy generation of `n` new tokens after a 16-token prompt, with and without the cache
+# (each timing repeats until its 95% confidence interval is within 5%, or half a second is spent:
+# `time_until_stable`):
 
 # %%
+from tinytorch.core.timing import time_until_stable
+
 prompt16 = np.random.default_rng(1).integers(0, speed_cfg.vocab_size, size=16)
 speed_rows = []
 print(f"{'new tokens':>10} {'uncached (s)':>13} {'cached (s)':>11} {'speed-up':>9} "
       f"{'position ratio':>15}")
 for _n in [32, 64, 128, 256, 512]:
-    _reps = 3 if _n <= 128 else 1
-    _tu = median_time(lambda n=_n: speed_model.generate(prompt16, n, greedy=True),
-                      repeats=_reps, warmup=1 if _n <= 128 else 0)
-    _tc = median_time(lambda n=_n: generate_cached(speed_model, prompt16, n), repeats=3)
+    # repeat until the 95% CI is within 5% of the median or 0.5 s is spent; a call slower than
+    # that runs once (tinytorch.core.timing)
+    _tu = time_until_stable(lambda n=_n: speed_model.generate(prompt16, n, greedy=True),
+                            budget_s=0.5).median
+    _tc = time_until_stable(lambda n=_n: generate_cached(speed_model, prompt16, n),
+                            budget_s=0.5).median
     speed_rows.append((_n, _tu, _tc))
     _pr = positions_processed(16, _n, False) / positions_processed(16, _n, True)
     print(f"{_n:>10} {_tu:>13.3f} {_tc:>11.3f} {_tu / _tc:>8.1f}x {_pr:>14.0f}x")
