@@ -119,3 +119,21 @@ def test_cli_check_reports_a_missing_notebook(tmp_path, capsys, monkeypatch):
     code = cli.main(["--root", str(tmp_path), "check", "toy"])
     assert code == 2
     assert "no notebook for module 'toy'" in capsys.readouterr().err
+
+
+def test_a_cell_calling_an_unwritten_exercise_names_it(course, tmp_path):
+    """A demo cell that calls an exercise still holding its stub: the report says which."""
+    path = student_copy(course, "release", tmp_path / "demo")
+    nb = nbformat.read(path, as_version=4)
+    at = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "add_impl"
+    )
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell("print(add(2, 3))"))
+    nbformat.write(nb, path)
+    report = check_notebook(path)
+    assert (at + 2, "NotImplementedError: calls exercise 1, `add_impl` (not written)") in (
+        report.other_errors
+    )
+    assert f"cell {at + 2} calls exercise 1, `add_impl`, not written yet" in format_report(report)

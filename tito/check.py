@@ -12,6 +12,7 @@ Exercises are numbered from 1 in notebook order, as the notebooks' messages name
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -100,6 +101,22 @@ def _error_of(cell) -> tuple[str, str] | None:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             return out.get("ename", ""), out.get("evalue", "")
+    return None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CELL_IN = re.compile(r"Cell In\[(\d+)\]")
+
+
+def _raised_in(cell, by_count: dict[int, int]) -> int | None:
+    """Index of the notebook cell whose code raised (the innermost ``Cell In[n]`` frame of
+    the traceback IPython printed), if it is one of this run's cells."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            text = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+            counts = _CELL_IN.findall(text)
+            if counts:
+                return by_count.get(int(counts[-1]))
     return None
 
 
@@ -221,11 +238,21 @@ def check_notebook(path: Path | str, *, timeout: float = 120) -> CheckReport:
             row.status = FAILING
             row.message = prefix + one_line(f"{err[0]}: {err[1]}" if err[0] else err[1])
     graded = {by_id.get(r.grade_id) for r in rows} | {ex.index for ex in exercises}
-    other = [
-        (i + 1, one_line(f"{e[0]}: {e[1]}"))
-        for i, e in sorted(errors.items())
-        if i not in graded and e[0] != "NotRun"
-    ]
+    by_count = {
+        c.get("execution_count"): i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and c.get("execution_count")
+    }
+    by_index = {ex.index: ex for ex in exercises}
+    other = []
+    for i, e in sorted(errors.items()):
+        if i in graded or e[0] == "NotRun":
+            continue
+        text = one_line(f"{e[0]}: {e[1]}")
+        ex = by_index.get(_raised_in(nb.cells[i], by_count))
+        if e[0] == "NotImplementedError" and ex is not None:
+            text = f"NotImplementedError: calls exercise {ex.number}, `{ex.grade_id}` (not written)"
+        other.append((i + 1, text))
     return CheckReport(path, rows, exercises, other, time.perf_counter() - start)
 
 
@@ -251,12 +278,18 @@ def format_report(report: CheckReport) -> str:
         f"{counts[PASSING]} passing, {counts[FAILING]} failing, {counts[NOT_STARTED]} not "
         f"started: {got:g}/{total:g} points from the visible checks ({report.seconds:.1f} s)"
     )
-    stubs = [n for n, text in report.other_errors if text.startswith("NotImplementedError")]
-    if stubs:
+    waiting: dict[str, list[int]] = {}  # exercise -> cells that call it unwritten
+    for n, text in report.other_errors:
+        m = re.search(r"calls (exercise \d+, `[^`]+`)", text)
+        if text.startswith("NotImplementedError"):
+            waiting.setdefault(m.group(1) if m else "an exercise", []).append(n)
+    for what, cells in waiting.items():
         lines.append(
-            "cells that call an exercise not written yet (NotImplementedError): "
-            + ", ".join(map(str, stubs))
+            f"cells {', '.join(map(str, cells))} call {what}, not written yet"
+            if len(cells) > 1
+            else f"cell {cells[0]} calls {what}, not written yet"
         )
+    stubs = {n for cells in waiting.values() for n in cells}
     other = [(n, t) for n, t in report.other_errors if n not in stubs]
     if other:
         lines.append("other cells that raised:")

@@ -571,6 +571,9 @@ for _bad in [dict(max_bytes=-1), dict(min_accuracy=1.5), dict(latency_margin=1.0
         Constraints(**_bad)
     except ValueError as _e:
         print(f"Constraints({_bad}) -> ValueError: {_e}")
+if "_m_int8" not in globals():
+    raise RuntimeError("complete exercise 1, `model_bytes`, and run the cell of Step 1 that "
+                       "measures the float and INT8 models first")
 print(*Constraints(max_bytes=16 * 1024, max_latency_ms=0.05).violations(_m_int8), sep="\n")
 
 # %% [markdown]
@@ -1043,6 +1046,8 @@ _check_pipeline_hidden()
 ### END HIDDEN TESTS
 
 # %%
+if "_pipe" not in globals():
+    raise RuntimeError("complete exercise 4, `pipeline`, and run its check cell first")
 print(_pipe.describe())
 print(json.dumps(_pipe.to_dict()))
 print("result:", _out)
@@ -1959,6 +1964,9 @@ print(results["mobile"].report())
 # and checked against the budgets *without* the latency margin.
 
 # %%
+if "tuner" not in globals() or not results:
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 _t = time.perf_counter()
 exhaustive = tuner.exhaustive(mlp)
 print(f"exhaustive search: {exhaustive.evaluations} evaluations "
@@ -1995,6 +2003,9 @@ for _target, _r in results.items():
 # use a latency margin. Here is the trade-off picture for the whole grid, with the mobile choice:
 
 # %%
+if "exhaustive" not in globals():
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 _fig, _axes = plt.subplots(1, 2, figsize=(12, 4))
 exhaustive.plot(_axes[0], title=f"exhaustive: all {exhaustive.evaluations} configurations")
 results["mobile"].plot(_axes[1])
@@ -2009,6 +2020,9 @@ plt.show()
 # how often, the best value anyone reached, and the closest candidates.
 
 # %%
+if "tuner" not in globals():
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 impossible = tuner.auto_optimize(mlp, Constraints(max_bytes=700, max_accuracy_drop=0.0),
                                  target="microcontroller")
 print(impossible.report())
@@ -2927,6 +2941,9 @@ for _i, _name in enumerate(["fixed", "adaptive", "fixed + curriculum"]):
           f"{_mean([sum(r[_i].examples) for r in adapt_rows]):,.0f}")
 
 # %%
+if "_mean" not in globals() or len(adapt_rows) < 3:
+    raise RuntimeError("complete exercise 10, `adaptive_schedules`, and run the experiment cell "
+                       "above first")
 _acc = {n: _mean([r[i].test_acc for r in adapt_rows]) for i, n in enumerate(["f", "a", "c"])}
 _ep = {n: _mean([r[i].epochs for r in adapt_rows]) for i, n in enumerate(["f", "a", "c"])}
 if _acc["a"] >= _acc["f"] and _ep["a"] < _ep["f"]:
@@ -3059,6 +3076,9 @@ plt.grid(alpha=0.3)
 plt.show()
 
 # %%
+if not all(_curves.values()):
+    raise RuntimeError("complete exercise 11, `uncertainty`, and run the active-learning cell "
+                       "above first")
 _gap = np.mean(_curves["uncertainty"], axis=0)[-1] - np.mean(_curves["random"], axis=0)[-1]
 print(f"at {_r.labels[-1]} labels uncertainty sampling is {_gap:+.4f} test accuracy vs random")
 
