@@ -137,3 +137,13 @@ def test_a_cell_calling_an_unwritten_exercise_names_it(course, tmp_path):
         report.other_errors
     )
     assert f"cell {at + 2} calls exercise 1, `add_impl`, not written yet" in format_report(report)
+
+
+def test_autograde_ends_by_naming_grades_and_feedback(course, capsys):
+    args = ["--root", str(course.root), "--nbgrader-config", str(REPO / "nbgrader_config.py")]
+    code = cli.main([*args, "autograde", "99_toy", "--student", "reference", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.rstrip().splitlines()[-1] == (
+        "next: tito grades 99_toy (the gradebook), tito feedback 99_toy (a page each)"
+    )
