@@ -136,7 +136,9 @@ def test_a_cell_calling_an_unwritten_exercise_names_it(course, tmp_path):
     assert (at + 2, "NotImplementedError: calls exercise 1, `add_impl` (not written)") in (
         report.other_errors
     )
-    assert f"cell {at + 2} calls exercise 1, `add_impl`, not written yet" in format_report(report)
+    text = format_report(report)
+    assert "exercise 1, `add_impl` is not written yet; these cells call it:" in text
+    assert f"  cell {at + 2} (print(add(2, 3)))" in text.splitlines()
 
 
 def test_autograde_ends_by_naming_grades_and_feedback(course, capsys):

@@ -49,6 +49,7 @@ class CheckReport:
     rows: list[CheckRow]
     exercises: list[Exercise]
     other_errors: list[tuple[int, str]] = field(default_factory=list)  # (cell number, error)
+    first_lines: dict[int, str] = field(default_factory=dict)  # cell number -> its first line
     seconds: float = 0.0
 
     @property
@@ -253,7 +254,17 @@ def check_notebook(path: Path | str, *, timeout: float = 120) -> CheckReport:
         if e[0] == "NotImplementedError" and ex is not None:
             text = f"NotImplementedError: calls exercise {ex.number}, `{ex.grade_id}` (not written)"
         other.append((i + 1, text))
-    return CheckReport(path, rows, exercises, other, time.perf_counter() - start)
+    first = {n: _first_line(nb.cells[n - 1].source) for n, _ in other}
+    return CheckReport(path, rows, exercises, other, first, time.perf_counter() - start)
+
+
+def _first_line(source: str, width: int = 40) -> str:
+    """The cell's first line of code (what a student can find it by)."""
+    for line in source.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line if len(line) <= width else line[: width - 3] + "..."
+    return ""
 
 
 def format_report(report: CheckReport) -> str:
@@ -278,23 +289,25 @@ def format_report(report: CheckReport) -> str:
         f"{counts[PASSING]} passing, {counts[FAILING]} failing, {counts[NOT_STARTED]} not "
         f"started: {got:g}/{total:g} points from the visible checks ({report.seconds:.1f} s)"
     )
+
+    def cell(n: int) -> str:
+        first = report.first_lines.get(n)
+        return f"cell {n} ({first})" if first else f"cell {n}"
+
     waiting: dict[str, list[int]] = {}  # exercise -> cells that call it unwritten
     for n, text in report.other_errors:
         m = re.search(r"calls (exercise \d+, `[^`]+`)", text)
         if text.startswith("NotImplementedError"):
             waiting.setdefault(m.group(1) if m else "an exercise", []).append(n)
     for what, cells in waiting.items():
-        lines.append(
-            f"cells {', '.join(map(str, cells))} call {what}, not written yet"
-            if len(cells) > 1
-            else f"cell {cells[0]} calls {what}, not written yet"
-        )
+        lines.append(f"{what} is not written yet; these cells call it:")
+        lines.extend(f"  {cell(n)}" for n in cells)
     stubs = {n for cells in waiting.values() for n in cells}
     other = [(n, t) for n, t in report.other_errors if n not in stubs]
     if other:
         lines.append("other cells that raised:")
         for number, text in other:
-            lines.append(f"  cell {number}: {text[:MESSAGE_WIDTH]}")
+            lines.append(f"  {cell(number)}: {text[:MESSAGE_WIDTH]}")
     lines.append("Hidden checks run at grading time and may find more.")
     return "\n".join(lines)
 
