@@ -147,6 +147,8 @@ def cmd_autograde(args, project: Project) -> int:
             for w in r.remarks:
                 print(f"    note: {w}")
     print(summary(results, time.perf_counter() - start, args.jobs))
+    module = _one(project, args.module).id
+    print(f"next: tito grades {module} (the gradebook), tito feedback {module} (a page each)")
     failed = [r for r in results if not r.graded]
     if failed:
         print(
@@ -173,10 +175,26 @@ def cmd_grades(args, project: Project) -> int:
     specs = _modules(project, [args.module] if args.module else [])
     tables = [table(spec, project) for spec in specs]
     print("\n\n".join(format_table(t) for t in tables))
+    if not any(t.rows for t in tables):
+        which = args.module or "MODULE"
+        print(
+            f"\nnothing graded yet: run tito release {which}, put each submission in "
+            f"{project.rel(project.course_dir)}/submitted/<student>/<module id>/ (or make samples "
+            f"with tito samples {which}), then tito autograde {which}"
+        )
     if args.csv:
         write_csv(Path(args.csv), tables)
         print(f"wrote {args.csv}")
     return 0
+
+
+def cmd_check(args, project: Project | None) -> int:
+    from .check import check, format_report
+
+    report = check(args.module, args.notebook, project, timeout=args.timeout)
+    print(f"checked {report.notebook}")
+    print(format_report(report))
+    return 0 if report.ok else CHECK_FAILED
 
 
 def cmd_course(args, project: Project) -> int:
@@ -271,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("grades", cmd_grades, "print the gradebook (per-cell scores, totals, ungradable)")
     sp.add_argument("module", nargs="?", metavar="MODULE")
     sp.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
+    sp = add(
+        "check",
+        cmd_check,
+        "run the visible checks of your notebook: a table of passing, failing and not-started "
+        "exercises (needs only the notebook)",
+    )
+    sp.add_argument("module", metavar="MODULE", help="module (15, compression, ...) or a notebook")
+    sp.add_argument(
+        "notebook",
+        nargs="?",
+        metavar="NOTEBOOK",
+        help="the notebook to check (default: NAME.ipynb here, else the course's release copy)",
+    )
+    sp.add_argument("--timeout", type=float, default=120, help="seconds per cell (default 120)")
     from .competition_cli import add_parser as add_competition_parser
 
     add_competition_parser(sub)
@@ -285,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed "tito: error: ..."
         return int(exc.code or 0)
     try:
-        project = _project(args)
+        try:
+            project = _project(args)
+        except TitoError:
+            if args.command != "check":  # a student's check needs no course checkout
+                raise
+            project = None
         if args.command in WRITES_COURSE:
             from ._io import exclusive
 

@@ -206,7 +206,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "competition",
         help="module 20's arena: package, evaluate, rank, award, serve",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__.split("\n\n")[0].replace("``", ""),  # plain text, not reST
     )
     actions = p.add_subparsers(dest="competition_command", metavar="ACTION", required=True)
 
@@ -241,8 +241,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="PATH")
     sp.add_argument("--final", action="store_true")
     sp = add("serve", cmd_serve, "serve the live leaderboard on localhost")
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8020)
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8020, help="port to listen on (default 8020)")
     sp.add_argument("--final", action="store_true")
     sp = add("report", cmd_report, "print the performance report of one submission")
     sp.add_argument("submission", type=int, metavar="SUBMISSION_ID")

@@ -99,15 +99,24 @@ def load_module(path: Path | str) -> ModuleSpec:
     if not m:
         fail(f"id {data['id']!r} must look like '15_acceleration'", "id")
     if int(m.group(1)) != data["number"] or m.group(2) != data["name"]:
-        fail(f"id {data['id']!r} disagrees with number {data['number']} / name {data['name']!r}")
+        fail(
+            f"id {data['id']!r} disagrees with number {data['number']} / name {data['name']!r}",
+            "id",
+        )
     if yaml_path.parent.name != data["id"]:
         fail(f"id {data['id']!r} must match the directory name {yaml_path.parent.name!r}", "id")
     for pre in data["prerequisites"]:
         pm = ID_RE.fullmatch(pre)
         if pre != "core" and not pm:
-            fail(f"prerequisite {pre!r} must be 'core' or a module id like '15_acceleration'")
+            fail(
+                f"prerequisite {pre!r} must be 'core' or a module id like '15_acceleration'",
+                "prerequisites",
+            )
         if pm and int(pm.group(1)) >= data["number"]:
-            fail(f"prerequisite {pre!r} does not come before module {data['number']}")
+            fail(
+                f"prerequisite {pre!r} does not come before module {data['number']}",
+                "prerequisites",
+            )
     for name in data["exports"]:
         if not name.isidentifier():
             fail(f"export {name!r} is not a Python identifier", "exports")

@@ -472,6 +472,9 @@ _ops = [
 ]
 print(f"{len(_ops)} bytecode instructions for ONE multiply-add (plus the for-loop's own):")
 print("  " + " ".join(_ops))
+if 128 not in naive_times:  # the timing cell above stopped at an unfinished exercise
+    raise RuntimeError("complete exercise 2, `benchmark`, and exercise 3, `naive_matmul`, then "
+                       "run the timing cell above first: this cell reads its n=128 time")
 print(f"measured: {naive_times[128] / 128**3 * 1e9:.0f} ns per multiply-add at n=128")
 
 # %% [markdown]

@@ -649,6 +649,9 @@ for _bad in [dict(max_bytes=-1), dict(min_accuracy=1.5), dict(latency_margin=1.0
         Constraints(**_bad)
     except ValueError as _e:
         print(f"Constraints({_bad}) -> ValueError: {_e}")
+if "_m_int8" not in globals():
+    raise RuntimeError("complete exercise 1, `model_bytes`, and run the cell of Step 1 that "
+                       "measures the float and INT8 models first")
 print(*Constraints(max_bytes=16 * 1024, max_latency_ms=0.05).violations(_m_int8), sep="\n")
 
 # %% [markdown]
@@ -1121,6 +1124,8 @@ _check_pipeline_hidden()
 ### END HIDDEN TESTS
 
 # %%
+if "_pipe" not in globals():
+    raise RuntimeError("complete exercise 4, `pipeline`, and run its check cell first")
 print(_pipe.describe())
 print(json.dumps(_pipe.to_dict()))
 print("result:", _out)
@@ -2053,6 +2058,9 @@ print(results["mobile"].report())
 # and checked against the budgets *without* the latency margin.
 
 # %%
+if "tuner" not in globals() or not results:
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 _t = time.perf_counter()
 exhaustive = tuner.exhaustive(mlp)
 print(f"exhaustive search: {exhaustive.evaluations} evaluations "
@@ -2089,6 +2097,9 @@ for _target, _r in results.items():
 # use a latency margin. Here is the trade-off picture for the whole grid, with the mobile choice:
 
 # %%
+if "exhaustive" not in globals():
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 _fig, _axes = plt.subplots(1, 2, figsize=(12, 4))
 exhaustive.plot(_axes[0], title=f"exhaustive: all {exhaustive.evaluations} configurations")
 results["mobile"].plot(_axes[1])
@@ -2103,6 +2114,9 @@ plt.show()
 # how often, the best value anyone reached, and the closest candidates.
 
 # %%
+if "tuner" not in globals():
+    raise RuntimeError("complete exercises 1-7 (`model_bytes` to `monotone_infeasible`) and run the "
+                       "tuner cell above first")
 impossible = tuner.auto_optimize(mlp, Constraints(max_bytes=700, max_accuracy_drop=0.0),
                                  target="microcontroller")
 print(impossible.report())
@@ -2271,14 +2285,17 @@ def accuracy_aware_quantize(
 
 # %% [markdown]
 # The digits MLP loses nothing to INT8 or INT4 on the validation set, so there is nothing to
-# repair. The CNN is different: it has few filters, and INT4 weights cost it accuracy. Train the
-# zoo's CNN and ask for at most half a point of loss with 4-bit weights:
+# repair. The CNN is different: it has few filters, and INT4 weights cost it accuracy. Take the
+# zoo's trained CNN (the weights `zoo.train_digits("cnn", seed=0)` produces, shipped with the
+# package so no time goes to training: `load_pretrained("zoo_digits_cnn")`) and ask for at most
+# half a point of loss with 4-bit weights:
 
 # %%
-_t = time.perf_counter()
-cnn, _cnn_history, digits_img = zoo.train_digits("cnn", seed=0)
-print(f"digits CNN trained in {time.perf_counter() - _t:.1f}s, val accuracy "
-      f"{_cnn_history.val_acc[-1]:.4f}, {model_bytes(cnn):,} B")
+from tinytorch.core.pretrained import load_pretrained
+
+cnn, digits_img = load_pretrained("zoo_digits_cnn"), zoo.digits_data(images=True)
+_val = accuracy_on(cnn, digits_img.x_val, digits_img.y_val)
+print(f"digits CNN: val accuracy {_val:.4f} (measured now), {model_bytes(cnn):,} B")
 aaq = accuracy_aware_quantize(cnn, digits_img, tolerance=0.005, bits=4)
 print("sensitivity (layer, accuracy drop, loss increase), most sensitive first:")
 for _row in aaq.sensitivity:
@@ -2729,7 +2746,7 @@ _check_halving_hidden()
 
 # %% [markdown]
 # Compare the methods at an **equal budget** of 54 epochs (six full 9-epoch trainings) on a grid
-# of 70 MLP training configurations, over three seeds. "How good is a choice" is measured
+# of 70 MLP training configurations, over two seeds. "How good is a choice" is measured
 # independently of the search: the chosen configuration is retrained from two seeds and scored
 # on the **test** split, which no search has seen.
 
@@ -2754,7 +2771,7 @@ _methods = {
 }
 hp_quality = {k: [] for k in _methods}
 _t = time.perf_counter()
-for _seed in range(3):
+for _seed in range(2):  # each seed: 4 searches of 54 epochs + 2 retrainings of each choice
     for _k, _kw in _methods.items():
         _res = hyperparameter_search(build_mlp, digits, hp_space, budget=54, seed=_seed,
                                      progress=False, **_kw)
@@ -2765,7 +2782,8 @@ print(f"test accuracy of the chosen configuration per seed ({time.perf_counter()
 for _k, _q in hp_quality.items():
     print(f"  {_k:>14}: " + "  ".join(f"{q:.4f}" for q in _q) + f"   mean {np.mean(_q):.4f}")
 _wins = sum(h >= r for h, r in zip(hp_quality["halving"], hp_quality["random"]))
-print(f"successive halving at least as good as random search in {_wins} of 3 seeds")
+print(f"successive halving at least as good as random search in {_wins} of "
+      f"{len(hp_quality['random'])} seeds")
 
 # %% [markdown]
 # With six full trainings, random search usually draws a few bad learning rates; successive
@@ -3017,6 +3035,9 @@ for _i, _name in enumerate(["fixed", "adaptive", "fixed + curriculum"]):
           f"{_mean([sum(r[_i].examples) for r in adapt_rows]):,.0f}")
 
 # %%
+if "_mean" not in globals() or len(adapt_rows) < 3:
+    raise RuntimeError("complete exercise 10, `adaptive_schedules`, and run the experiment cell "
+                       "above first")
 _acc = {n: _mean([r[i].test_acc for r in adapt_rows]) for i, n in enumerate(["f", "a", "c"])}
 _ep = {n: _mean([r[i].epochs for r in adapt_rows]) for i, n in enumerate(["f", "a", "c"])}
 if _acc["a"] >= _acc["f"] and _ep["a"] < _ep["f"]:
@@ -3149,6 +3170,9 @@ plt.grid(alpha=0.3)
 plt.show()
 
 # %%
+if not all(_curves.values()):
+    raise RuntimeError("complete exercise 11, `uncertainty`, and run the active-learning cell "
+                       "above first")
 _gap = np.mean(_curves["uncertainty"], axis=0)[-1] - np.mean(_curves["random"], axis=0)[-1]
 print(f"at {_r.labels[-1]} labels uncertainty sampling is {_gap:+.4f} test accuracy vs random")
 

@@ -1690,6 +1690,9 @@ print(_arena.leaderboard_text())
 # with the int8 size from Step 2), to show what the report contains:
 
 # %%
+if "_sizes" not in globals():
+    raise RuntimeError("complete exercise 4, `stored_bytes`, and run the Step 2 size cell first: "
+                       "this cell uses its int8 size")
 _base_entry = [e for e in _arena.entries() if e.team == "baseline"][0]
 _fake_int8 = Entry("example-int8", 99, acc_public=_base_entry.acc_public,
                    latency_p50_ms=_base_entry.latency_p50_ms, model_bytes=_sizes["int8 + scales"],

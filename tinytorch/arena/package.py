@@ -185,7 +185,10 @@ def _check(pkg: Package) -> None:
         try:
             pkg.meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            problems.append(f"{METADATA_FILE} is not valid YAML: {str(exc).splitlines()[0]}")
+            mark = getattr(exc, "problem_mark", None)  # where the parser stopped
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            problems.append(f"{METADATA_FILE} is not valid YAML{at}: {problem}")
         else:
             problems.extend(f"{METADATA_FILE}: {p}" for p in check_metadata(pkg.meta))
     if not (root / SOURCE_FILE).is_file():
