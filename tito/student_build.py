@@ -128,12 +128,13 @@ def released_export_cells(src: ModuleSource) -> list[tuple[str, str]]:
 def module_info(src: ModuleSource, project: Project, shipped: str):
     student = _student_api()
     spec = src.spec
-    release = project.step_dir("release", spec.id) / spec.notebook_name
+    # as students see it: relative to the folder that holds the course directory
+    release = Path(project.course_dir.name, "release", spec.id, spec.notebook_name)
     return student.ModuleInfo(
         id=spec.id,
         name=spec.name,
         notebook=spec.notebook_name,
-        release_path=project.rel(release),
+        release_path=release.as_posix(),
         export_cells=tuple(c.cell_id(spec.id) for c in src.export_cells),
         exercises=tuple(c.grade_id for c in src.solution_cells if c.grade_id),
         exports=tuple(spec.exports),
@@ -391,6 +392,9 @@ def use_student_site(site: str | Path) -> None:
         inner = str(Path(site) / "tinytorch")
         if inner not in pkg.__path__:
             pkg.__path__.insert(0, inner)
+    # imported now, in the template, as the full library would be: a first import inside a
+    # grading process would run the package's set-up under the guard
+    import tinytorch  # noqa: F401
 
 
 def student_site_enabled(project: Project) -> bool:

@@ -422,17 +422,17 @@ for n in [16, 32, 64, 128]:
     )
 
 # %% [markdown]
-# Three separate costs hide in `s += a_row[p] * b_rows[p][j]`:
+# Three separate costs hide in the one multiply-add of the innermost loop:
 #
 # 1. **Interpreter overhead.** CPython executes *bytecode*: each instruction is fetched,
 #    decoded and dispatched by a C loop, and every float is a heap-allocated object whose type
 #    is checked at run time before `*` or `+` can run. The cell below lists the instructions of
 #    one inner-loop iteration. A CPU core can do a multiply-add in well under a nanosecond; the
 #    interpreter spends tens of nanoseconds on the bookkeeping around it.
-# 2. **Cache misses.** `b_rows[p][j]` walks *down a column* of B. In a numpy array a column is
-#    strided in memory, so each element can sit on a different 64-byte cache line; in nested
-#    lists every element is a separate object somewhere on the heap. Either way, memory, not
-#    arithmetic, sets the pace once B no longer fits in cache.
+# 2. **Cache misses.** Reading `B[p, j]` for p = 0, 1, 2, ... walks *down a column* of B. In
+#    a numpy array a column is strided in memory, so each element can sit on a different
+#    64-byte cache line; in nested lists every element is a separate object somewhere on the
+#    heap. Either way, memory, not arithmetic, sets the pace once B no longer fits in cache.
 # 3. **No SIMD.** Modern cores have vector (SIMD) instructions: one AVX2 instruction multiplies
 #    8 float32 pairs, and a fused multiply-add (FMA) unit does `a*b + c` in one step. A
 #    scalar loop uses one lane of one unit.
