@@ -451,7 +451,8 @@ def test_solved_16_exports_and_later_code_runs_on_the_students_module(course):
     out = _run([py, "-m", "tinytorch.student", "export", "memory.ipynb"], cwd=work)
     assert out.returncode == 0, out.stderr
     assert "exported memory.ipynb" in out.stdout and "unfinished" not in out.stdout
-    assert "16_memory            yours" in _run([py, "-m", "tinytorch.student", "status"]).stdout
+    status = _run([py, "-m", "tinytorch.student", "status"], cwd=work).stdout
+    assert "16_memory            yours" in status, status
 
     after = _run([py, "-c", probe], cwd=work)
     assert after.returncode == 0, after.stderr
@@ -521,3 +522,33 @@ def test_use_student_site_wins_over_the_installed_library(tmp_path):
     assert "NotImplementedError: magnitude_mask is exercise 1 ('magnitude_mask') of 18" in (
         out.stderr
     )
+
+
+def test_export_of_a_half_finished_notebook_and_of_a_broken_one(tmp_path):
+    """The exporter on a build directory (no venv): unfinished exercises export with their
+    messages; a syntax error names the cell and replaces nothing."""
+    project = Project.at(REPO, course_dir=tmp_path / "course")
+    site = build_student_package(project, set(), tmp_path / "site")
+    pkg = site / "tinytorch"
+    src = parse_source(load_module(REPO / "modules" / "17_quantization"))
+    cells = [
+        {"id": cid, "cell_type": "code", "metadata": {}, "outputs": [], "source": code}
+        for cid, code in released_export_cells(src)
+    ]
+    nb = tmp_path / "quantization.ipynb"
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4}))
+    result = student.export(nb, pkg=pkg)
+    assert "compute_qparams" in result.unfinished
+    assert student.installed_kind(student.find_module("17", pkg), pkg) == "yours"
+    shipped = (pkg / "quantization.py").read_text()
+    next(c for c in cells if c["id"] == "compute_qparams")["source"] = "def compute_qparams(:\n"
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4}))
+    with pytest.raises(student.StudentError, match=r"'compute_qparams'.*not valid Python"):
+        student.export(nb, pkg=pkg)
+    assert (pkg / "quantization.py").read_text() == shipped
+    cells[:] = [c for c in cells if c["id"] != "compute_qparams"]
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4}))
+    with pytest.raises(student.StudentError, match=r"lacks 1 of the cells.*compute_qparams"):
+        student.export(nb, pkg=pkg)
+    student.reset("17_quantization", pkg=pkg)
+    assert student.installed_kind(student.find_module("quantization.ipynb", pkg), pkg) == "stub"

@@ -142,6 +142,7 @@ def module_text(info: ModuleInfo, cells: list[tuple[str, str]], what: str) -> tu
     for cell_id, code in cells:
         exercise = cell_id if cell_id in info.exercises else None
         try:
+            ast.parse(code)
             filled, missing = fill_stubs(code, info, exercise)
         except SyntaxError as exc:
             raise StudentError(

@@ -375,7 +375,25 @@ def student_site(project: Project, graded_module: str, dest: Path | str | None =
     refs = set(published_modules(project, specs)) | {p for p in graded.prerequisites if p != "core"}
     refs.discard(graded.id)
     dest = Path(dest) if dest else project.root / "build" / "student-site" / graded.id
-    return build_student_package(project, refs, dest, modules=specs)
+    key = _inputs_key(project, specs, refs)
+    stamp = dest / ".inputs"
+    if stamp.exists() and stamp.read_text(encoding="utf-8") == key:
+        return dest  # nothing it is made from changed since the last build
+    build_student_package(project, refs, dest, modules=specs)
+    stamp.write_text(key, encoding="utf-8")
+    return dest
+
+
+def _inputs_key(project: Project, specs: Sequence[ModuleSpec], refs: set[str]) -> str:
+    """Digest of everything a build is made from (file names, sizes, modification times)."""
+    h = hashlib.sha256(json.dumps(sorted(refs)).encode())
+    roots = [s.dir for s in specs] + [project.package_dir, _installed_package()]
+    for root in dict.fromkeys(roots):
+        for path in sorted(root.rglob("*")) if root.is_dir() else []:
+            if path.is_file() and "__pycache__" not in path.parts:
+                st = path.stat()
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def use_student_site(site: str | Path) -> None:
