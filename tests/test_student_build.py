@@ -552,3 +552,16 @@ def test_export_of_a_half_finished_notebook_and_of_a_broken_one(tmp_path):
         student.export(nb, pkg=pkg)
     student.reset("17_quantization", pkg=pkg)
     assert student.installed_kind(student.find_module("quantization.ipynb", pkg), pkg) == "stub"
+
+
+def test_tito_publish_command(tmp_path, capsys):
+    from tito import cli
+
+    course = tmp_path / "course"
+    assert cli.main(["--root", str(REPO), "--course-dir", str(course), "publish", "18"]) == 0
+    assert "18_compression: published with tito publish" in capsys.readouterr().out
+    assert json.loads((course / "published.json").read_text()).keys() == {"18_compression"}
+    assert cli.main(["--root", str(REPO), "--course-dir", str(course), "publish", "99"]) == 2
+    args = ["--root", str(REPO), "--course-dir", str(course), "publish", "18", "--undo"]
+    assert cli.main(args) == 0
+    assert json.loads((course / "published.json").read_text()) == {}
