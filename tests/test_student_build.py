@@ -565,3 +565,17 @@ def test_tito_publish_command(tmp_path, capsys):
     args = ["--root", str(REPO), "--course-dir", str(course), "publish", "18", "--undo"]
     assert cli.main(args) == 0
     assert json.loads((course / "published.json").read_text()) == {}
+
+
+def test_release_refuses_a_wheel_with_solution_text(tmp_path, monkeypatch):
+    """The leak check of `tito release` on the wheel can fail: a stub generator that let the
+    reference through removes the wheel and names the module and the line."""
+    import tito.student_build as sb
+    from tito.errors import CheckFailed
+    from tito.release import release_student_wheel
+
+    project = Project.at(REPO, course_dir=tmp_path / "course")
+    monkeypatch.setattr(sb, "stub_text", sb.reference_text)
+    with pytest.raises(CheckFailed, match=r"15_acceleration: solution text of cell 7 'gflops'"):
+        release_student_wheel(project)
+    assert not list((tmp_path / "course" / "release").glob("*.whl"))
