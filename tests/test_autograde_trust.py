@@ -204,14 +204,16 @@ def attacks(pkg_dir: Path, course_dir: Path) -> dict:
         ),
         "file-reference": (
             honest(
+                # the workers import a student build (graded module a stub): aim at the
+                # reference file by its path
                 scale_impl="import importlib.util, os, tinytorch\n"
-                "_path = os.path.join(tinytorch.__path__[-1], 'vec.py')\n"
+                f"_path = {str(pkg_dir / 'vec.py')!r}\n"
                 "_spec = importlib.util.spec_from_file_location('notvec', _path)\n"
                 "_mod = importlib.util.module_from_spec(_spec)\n"
                 "_spec.loader.exec_module(_mod)\n"
                 "scale = _mod.scale",
                 dot_impl="import os, tinytorch\n"
-                "exec(open(os.path.join(tinytorch.__path__[-1], 'vec.py')).read())",
+                f"exec(open({str(pkg_dir / 'vec.py')!r}).read())",
             ),
             None,
             [0, 0, 1],

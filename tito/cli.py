@@ -22,6 +22,7 @@ from .project import Project
 
 # commands that write under the course directory take its lock
 WRITES_COURSE = {"build", "validate", "release", "samples", "autograde", "feedback", "course"}
+WRITES_COURSE |= {"publish", "student-build"}
 
 
 def _modules(project: Project, names):
@@ -92,8 +93,31 @@ def cmd_validate(args, project: Project) -> int:
 def cmd_release(args, project: Project) -> int:
     from .release import release
 
-    for r in release(_modules(project, args.modules), project):
+    results = release(_modules(project, args.modules), project)
+    for r in results:
         print(f"released {project.rel(r.notebook)} (no solution or hidden text left)")
+    if results and results[0].student_wheel:
+        print(f"student build {project.rel(results[0].student_wheel)} (docs/course-builds.md)")
+    return 0
+
+
+def cmd_publish(args, project: Project) -> int:
+    from .student_build import publish, published_modules
+
+    publish(project, _modules(project, args.modules), undo=args.undo)
+    for module_id, why in published_modules(project).items():
+        print(f"{module_id}: {why}")
+    print("the next `tito release` (or `tito student-build`) ships these references")
+    return 0
+
+
+def cmd_student_build(args, project: Project) -> int:
+    from .release import release_student_wheel
+    from .student_build import published_modules
+
+    for module_id, why in published_modules(project).items():
+        print(f"{module_id}: reference ({why})")
+    print(f"student build {project.rel(release_student_wheel(project))}")
     return 0
 
 
@@ -248,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
     sp = add("release", cmd_release, "nbgrader generate_assignment + leak check")
     sp.add_argument("modules", nargs="*", metavar="MODULE")
+    sp = add("publish", cmd_publish, "publish MODULEs' solutions in the next student build")
+    sp.add_argument("modules", nargs="+", metavar="MODULE")
+    sp.add_argument("--undo", action="store_true", help="withdraw a recorded publication")
+    add("student-build", cmd_student_build, "write course/release/tinytorch_student-*.whl")
     sp = add("samples", cmd_samples, "write the reference/untouched/partial sample submissions")
     sp.add_argument("module", metavar="MODULE")
     sp = add(

@@ -146,7 +146,18 @@ def build_context(
         package=package,
         package_dir=str(project.package_dir),
         module_aliases=tuple(sorted(aliases)),
+        student_site=_student_site(spec, project),
     )
+
+
+def _student_site(spec: ModuleSpec, project: Project) -> str | None:
+    """The student build the workers grade with (tito/student_build.py); None with
+    ``c.TitoAutograde.student_build = False`` in nbgrader_config.py."""
+    from .student_build import student_site, student_site_enabled
+
+    if not student_site_enabled(project):
+        return None
+    return str(student_site(project, spec.id))
 
 
 def _import_aliases(source: str) -> set[str]:

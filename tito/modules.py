@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ REQUIRED = {
     "points": (int, float),
     "estimated_hours": (int, float),
 }
+# optional: the day the module's solutions may go to students (tito/student_build.py)
+OPTIONAL = {"publish_after": dt.date}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ModuleSpec:
     points: float  # must equal the sum of grade-cell points in the source
     estimated_hours: float
     dir: Path = field(compare=False)
+    publish_after: dt.date | None = None  # solutions published in student builds from this day
 
     @property
     def source(self) -> Path:
@@ -78,9 +82,17 @@ def load_module(path: Path | str) -> ModuleSpec:
     def fail(problem: str, key: str | None = None):
         raise SourceError(yaml_path, problem, line=_key_line(yaml_path, key) if key else None)
 
-    unknown = sorted(set(data) - set(REQUIRED))
+    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        fail(f"unknown key {unknown[0]!r} (allowed: {', '.join(REQUIRED)})", unknown[0])
+        allowed = ", ".join([*REQUIRED, *OPTIONAL])
+        fail(f"unknown key {unknown[0]!r} (allowed: {allowed})", unknown[0])
+    publish_after = data.get("publish_after")
+    if publish_after is not None and (
+        isinstance(publish_after, dt.datetime) or not isinstance(publish_after, dt.date)
+    ):
+        fail(
+            f"publish_after must be a date like 2026-12-01, got {publish_after!r}", "publish_after"
+        )
     for key, typ in REQUIRED.items():
         if key not in data:
             fail(f"missing key {key!r}")
@@ -137,6 +149,7 @@ def load_module(path: Path | str) -> ModuleSpec:
         points=float(data["points"]),
         estimated_hours=float(data["estimated_hours"]),
         dir=yaml_path.parent.resolve(),
+        publish_after=publish_after,
     )
     if not spec.source.exists():
         raise SourceError(spec.source, f"missing module source (module.yaml names {spec.name!r})")

@@ -21,6 +21,7 @@ class ReleaseResult:
     spec: ModuleSpec
     notebook: Path
     seconds: float
+    student_wheel: Path | None = None  # the student build written beside the notebooks
 
 
 def release_notebook_path(spec: ModuleSpec, project: Project) -> Path:
@@ -34,8 +35,46 @@ def ensure_assignment(project: Project, module_id: str) -> None:
 
 
 def release(modules: Sequence[ModuleSpec], project: Project) -> list[ReleaseResult]:
+    """Release each module's notebook, then the student build of the whole course
+    (``course/release/tinytorch_student-*.whl``, tito/student_build.py) for the current
+    publication state."""
     sources = [parse_source(spec) for spec in modules]
-    return [release_module(src, project) for src in sources]
+    results = [release_module(src, project) for src in sources]
+    wheel = release_student_wheel(project)
+    for r in results:
+        r.student_wheel = wheel
+    return results
+
+
+def release_student_wheel(project: Project) -> Path:
+    """Build the student wheel and prove no unpublished module's solution text is in it."""
+    import zipfile
+
+    from .modules import discover_modules
+    from .student_build import published_modules, release_student_build
+
+    specs = discover_modules(project.modules_dir)
+    published = set(published_modules(project, specs))
+    wheel = release_student_build(project, published)
+    problems = []
+    with zipfile.ZipFile(wheel) as zf:
+        for spec in specs:
+            if spec.id in published:
+                continue
+            src = parse_source(spec)
+            text = zf.read(f"tinytorch/{spec.name}.py").decode("utf-8")
+            stripped = {ln.strip() for ln in text.split("\n")}
+            for secret, owner in src.secret_lines("solution").items():
+                if secret in stripped or (len(secret) >= SUBSTRING_MIN and secret in text):
+                    problems.append(f"{spec.id}: solution text of {owner.label}: {secret[:60]!r}")
+    if problems:
+        wheel.unlink()
+        raise CheckFailed(
+            f"{project.rel(wheel)}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; the student build was removed"
+        )
+    return wheel
 
 
 def release_module(src: ModuleSource, project: Project) -> ReleaseResult:

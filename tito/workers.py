@@ -61,6 +61,9 @@ class GradingContext:
     package: str  # "tinytorch"
     package_dir: str | None  # the project's package dir, made importable in the workers
     module_aliases: tuple[str, ...]  # names the trusted cells bind to imported modules
+    # a student build (tito/student_build.student_site) the workers import tinytorch from:
+    # the graded module there is a stub, so its reference is not in the grading process
+    student_site: str | None = None
 
     @property
     def blocked(self) -> str:
@@ -128,6 +131,12 @@ def template_for(ctx: GradingContext) -> sandbox.Template:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         os.environ.setdefault("MPLBACKEND", "Agg")
+        package_dir = ctx.package_dir
+        if ctx.student_site:  # tinytorch comes from the student build, not the full library
+            from .student_build import use_student_site
+
+            use_student_site(ctx.student_site)
+            package_dir = None
         # one BLAS thread in numpy's pools, before the snapshot and the guard (which refuses the
         # native calls this needs): forked children inherit the pin, and the setup cells' own
         # pin_blas_threads(1) sees it was done (tinytorch/core/threads.py)
@@ -136,7 +145,7 @@ def template_for(ctx: GradingContext) -> sandbox.Template:
         from tinytorch.core.threads import pin_blas_threads
 
         pin_blas_threads(1)
-        _TEMPLATES[key] = sandbox.Template(ctx.preload, ctx.policy.blocked_modules, ctx.package_dir)
+        _TEMPLATES[key] = sandbox.Template(ctx.preload, ctx.policy.blocked_modules, package_dir)
     return _TEMPLATES[key]
 
 

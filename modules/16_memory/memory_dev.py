@@ -54,15 +54,17 @@
 # %% [markdown]
 # ## The goal first
 #
-# This is the whole idea, in the five lines that end this module's journey:
+# This is what you will be able to do at the end of this module's journey:
 #
 # ```python
-# cache = KVCache(model.config.n_layer)
-# logits = model(prompt_ids, cache=cache)           # prefill: the whole prompt, one pass
-# for _ in range(max_new_tokens - 1):
-#     next_id = logits.data[:, -1].argmax(-1)       # (B,) greedy choice
-#     logits = model(next_id[:, None], cache=cache) # ONE new position; attends over the cache
+# cache = KVCache(model.config.n_layer)                 # keys and values of every layer
+# ids = generate_cached(model, prompt_ids, 200, cache)  # the prompt once, then 1 position a step
+# same = model.generate(prompt_ids, 200, greedy=True)   # the uncached baseline
+# assert (ids == same).all()                            # exactly the same tokens...
+# print(cache.get_seq_length())                         # ...from prompt + 199 cached positions
 # ```
+#
+# and you will measure what that buys in tokens per second on your machine.
 #
 # Each layer, given only the new position, computes its query, key and value, appends the key
 # and value to the cache, and lets the query attend over **all** cached keys and values. The
@@ -1291,9 +1293,9 @@ for _len in [64, 1024, 8192]:
 #
 # - `tracemalloc.start` and `tracemalloc.stop` switch tracing on and off;
 # - `tracemalloc.get_traced_memory()` returns `(current, peak)` bytes since tracing started;
-# - `tracemalloc.take_snapshot()` lists the live allocations; filtering it with
-#   `tracemalloc.DomainFilter(inclusive=True, domain=np.lib.tracemalloc_domain)` keeps numpy's.
-#   `sum(trace.size for trace in snapshot.traces)` adds them up.
+# - `tracemalloc.take_snapshot()` lists the live allocations (its `traces`, each with a `size`
+#   in bytes); `snapshot.filter_traces(filters)` keeps some of them, and a
+#   `tracemalloc.DomainFilter` selects a domain (see `help(tracemalloc.DomainFilter)`).
 #
 # Implement `MemoryProfiler`, a context manager:
 #

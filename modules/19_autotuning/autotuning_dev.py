@@ -1554,10 +1554,11 @@ def evaluate_many(evaluate: Callable, configs: Sequence, executor=None) -> list:
 #
 # Each rule is a bet on how the techniques behave; the exhaustive search below checks the bets.
 #
-# Write rule 4, `monotone_infeasible(config, measured, floor, noise)`: True if some measured
-# `Candidate` `d` with `d.config.at_most_as_aggressive_as(config)` has
-# `d.metrics.accuracy + noise < floor` (it failed the floor by more than the noise, so the more
-# aggressive `config` will fail too). With `floor=None` nothing is infeasible.
+# Write rule 4, `monotone_infeasible(config, measured, floor, noise)`: `config` is hopeless when
+# one of the already measured candidates is a *milder* relative of it (`Config` can tell you
+# whether one configuration is at most as aggressive as another) and missed the accuracy floor
+# by more than the measurement noise: the more aggressive `config` will fail too. Without a
+# floor (`floor=None`) nothing is hopeless.
 
 
 # %% nbgrader={"grade": false, "grade_id": "monotone_infeasible", "locked": false, "schema_version": 3, "solution": true, "task": false}
