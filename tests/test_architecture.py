@@ -134,7 +134,7 @@ def all_edges() -> list[Edge]:
 def layer(rel: str, generated: dict[str, int]) -> str:
     if rel in generated:
         return "generated"
-    for folder in ("datasets", "core", "infra", "arena"):
+    for folder in ("datasets", "core", "infra", "arena", "student"):
         if rel.startswith(f"tinytorch/{folder}/"):
             return folder
     if rel == "tinytorch/__init__.py":
@@ -154,6 +154,8 @@ def violation(edge: Edge, generated: dict[str, int]) -> str | None:
         return "the tinytorch package never imports tito"
     if src == "datasets" and dst != "datasets":
         return "tinytorch.datasets imports nothing of tinytorch"
+    if src == "student" and dst != "student":
+        return "tinytorch.student is standard library only: it imports nothing of tinytorch"
     if src == "core" and dst not in ("core", "datasets"):
         return "tinytorch.core imports only core and datasets"
     if src == "generated":

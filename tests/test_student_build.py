@@ -1,4 +1,4 @@
-"""Student builds (tito/student_build.py, tinytorch/student.py): answers out of students' reach.
+"""Student builds (tito/student_build.py, tinytorch/student/): answers out of students' reach.
 
 The slow tests build a real course (nbgrader release of modules 16 and 17, module 15
 published), install the student wheel with pip into a fresh virtual environment in which the

@@ -12,7 +12,7 @@ notebook, export it and the later modules run on your own code::
 
 (or ``from tinytorch.student import export; export("memory.ipynb")`` in the notebook's last
 cell). Exporting a learner install (``pip install -e .``, the full library) is refused: it would
-overwrite the reference. This file is part of every build; it needs only the standard library.
+overwrite the reference. This package is part of every build; it needs only the standard library.
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ def top_level_names(code: str) -> set[str]:
 
 # ---- the installed build -----------------------------------------------------------------
 def package_dir() -> Path:
-    return Path(__file__).resolve().parent
+    """The installed tinytorch package this exporter belongs to."""
+    return Path(__file__).resolve().parent.parent
 
 
 def manifest(pkg: Path | None = None) -> dict:
@@ -372,6 +373,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
