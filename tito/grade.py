@@ -29,7 +29,15 @@ from .errors import CheckFailed, TitoError, one_line
 from .modules import ModuleSpec
 from .project import Project
 from .results import GRADED, UNGRADABLE, CellScore, StudentResult
-from .workers import BatchGrader, Executor, GradingContext, Limits, batches_for, local_pool
+from .workers import (
+    BatchGrader,
+    Executor,
+    GradingContext,
+    Limits,
+    batches_for,
+    infrastructure_failure,
+    local_pool,
+)
 
 __all__ = [
     "GRADED",
@@ -76,7 +84,7 @@ def limits_from_config(project: Project, **overrides) -> Limits:
 
 
 def build_context(
-    spec: ModuleSpec, project: Project, limits: Limits | None = None
+    spec: ModuleSpec, project: Project, limits: Limits | None = None, sandboxed: bool = True
 ) -> GradingContext:
     """The trusted notebook (release order, gradebook sources and points), what the trusted cells
     import, and the sandbox policy for ``spec``."""
@@ -134,6 +142,9 @@ def build_context(
         deny_dirs=frozenset(deny_dirs),
         memory_mb=int(limits.memory_mb),
         cell_timeout=float(limits.cell_timeout),
+        cpu_seconds=int(limits.notebook_timeout) + 30,
+        processes=64 if sandboxed else 0,
+        open_files=1024 if sandboxed else 0,
     )
     return GradingContext(
         project=project,
@@ -146,6 +157,7 @@ def build_context(
         package=package,
         package_dir=str(project.package_dir),
         module_aliases=tuple(sorted(aliases)),
+        sandboxed=sandboxed,
     )
 
 
@@ -233,10 +245,14 @@ def autograde(
     limits: Limits | None = None,
     progress: bool | None = False,
     stats: dict | None = None,
+    no_sandbox: bool = False,
 ) -> list[StudentResult]:
     """Grade every (or the named) student's submission of ``spec`` in ``jobs`` worker processes
     (or with ``executor``); write the gradebook, the autograded notebooks, the logs and the
     status file; check the gradebook afterwards. Results come back in ``students`` order.
+
+    Student code runs behind the OS boundary (tito/boundary.py); where it cannot be set up this
+    refuses with how to enable it, unless ``no_sandbox`` (trusted code only).
 
     ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``stats``, if
     given, receives where the parent's time went (seconds): context, waiting for workers,
@@ -251,7 +267,7 @@ def autograde(
         raise TitoError(
             f"no submissions of {spec.id} under {project.rel(project.course_dir)}/submitted/*/"
         )
-    ctx = build_context(spec, project, limits)
+    ctx = build_context(spec, project, limits, sandboxed=require_boundary(no_sandbox))
     run = executor or local_pool(jobs)
     done: dict[str, StudentResult] = {}
     bar = _progress_bar(len(students), spec.id, progress)
@@ -293,6 +309,17 @@ def autograde(
     return results
 
 
+def require_boundary(no_sandbox: bool, what: str = "tito autograde") -> bool:
+    """Whether grading runs behind the OS boundary; a TitoError saying how to enable it when it
+    cannot and the instructor did not pass --no-sandbox."""
+    from tinytorch.arena import boundary as osb
+
+    try:
+        return osb.require(no_sandbox, what)
+    except osb.BoundaryUnavailable as exc:
+        raise TitoError(str(exc)) from None
+
+
 def grade_student(spec: ModuleSpec, student: str, project: Project) -> StudentResult:
     """Autograde one student's submission (see ``autograde``)."""
     return autograde(spec, project, [student])[0]
@@ -324,10 +351,14 @@ def _store(gb, spec: ModuleSpec, project: Project, r: StudentResult) -> None:
     from nbgrader.api import MissingEntry
 
     autograded = project.step_dir("autograded", spec.id, r.student)
-    _io.remove_tree(project.step_dir("feedback", spec.id, r.student))  # stale either way
+    if not infrastructure_failure(r):
+        _io.remove_tree(project.step_dir("feedback", spec.id, r.student))  # stale either way
     if r.log and r.log_text is not None:
         _io.write_text(project.root / r.log, r.log_text)
     try:
+        if infrastructure_failure(r):  # not the student's doing: what was stored stays
+            r.notes.append("grades stored before this run were kept (the run failed, not them)")
+            return
         if not r.graded:
             _io.remove_tree(autograded)
             try:
@@ -410,7 +441,10 @@ def check_gradebook(
                     problems.append(f"{r.student}: graded, but the gradebook has no submission")
                 continue
             if not r.graded:
-                problems.append(f"{r.student}: could not be graded, but the gradebook has grades")
+                if not infrastructure_failure(r):
+                    problems.append(
+                        f"{r.student}: could not be graded, but the gradebook has grades"
+                    )
                 continue
             stored = {g.name: (g.auto_score, float(g.max_score)) for g in nb.grades}
             mine = {s.grade_id: (s.score, s.max_score) for s in r.scores}

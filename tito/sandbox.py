@@ -110,6 +110,9 @@ class Policy:
     memory_mb: int  # address space the process may add to what it starts with
     cell_timeout: float
     file_size_mb: int = 256
+    cpu_seconds: int = 0  # RLIMIT_CPU of the grading process (0: none)
+    processes: int = 0  # RLIMIT_NPROC (0: none); the OS boundary sets it
+    open_files: int = 0  # RLIMIT_NOFILE (0: none)
     # allow-list of write roots is the work directory (set per child)
 
 
@@ -769,6 +772,13 @@ def _child(cmd_fd, reply_fd, cells, policy, template, work_dir, protected):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     fsize = policy.file_size_mb * (1 << 20)
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    for kind, value in (
+        (resource.RLIMIT_CPU, policy.cpu_seconds),
+        (resource.RLIMIT_NPROC, policy.processes),
+        (resource.RLIMIT_NOFILE, policy.open_files),
+    ):
+        if value:
+            resource.setrlimit(kind, (int(value), int(value)))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -152,6 +152,7 @@ class Arena:
         limits: ArenaLimits | None = None,
         baseline_team: str = "baseline",
         python: str | None = None,
+        sandboxed: bool = True,
     ):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -163,6 +164,8 @@ class Arena:
         self.limits = limits or ArenaLimits()
         self.baseline_team = baseline_team
         self.python = python
+        # behind the OS boundary (boundary.py); False only for trusted code (--no-sandbox)
+        self.sandboxed = sandboxed
         self.cpu = self.limits.cpu if self.limits.cpu is not None else pick_cpu()
         self._hidden: HiddenSet | None = None
 
@@ -273,7 +276,13 @@ class Arena:
             "cpu": self.cpu,
             "forbidden_paths": self.forbidden_paths,
         }
-        out = run_phase(box, spec, self.limits.for_phase(phase, self.rules), python=self.python)
+        out = run_phase(
+            box,
+            spec,
+            self.limits.for_phase(phase, self.rules),
+            python=self.python,
+            boundary=self.sandboxed,
+        )
         if out.ok:
             labels = out.result.get("labels")
             n = len(self.hidden.labels)
