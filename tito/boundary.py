@@ -76,7 +76,7 @@ def package_dirs(package_dir: str) -> list[str]:
     (its foundation, e.g. ``tinytorch.core``)."""
     import importlib.util
 
-    dirs = [os.path.realpath(package_dir)] if package_dir else []
+    dirs = [os.path.realpath(package_dir)] if package_dir and os.path.isdir(package_dir) else []
     name = os.path.basename(os.path.realpath(package_dir)) if package_dir else "tinytorch"
     try:
         found = importlib.util.find_spec(name)

@@ -78,6 +78,7 @@ def limits_from_config(project: Project, **overrides) -> Limits:
         "cell_timeout": float(cfg.Execute.get("timeout", base.cell_timeout) or base.cell_timeout),
         "notebook_timeout": float(cfg.TitoAutograde.get("notebook_timeout", base.notebook_timeout)),
         "memory_mb": int(cfg.TitoAutograde.get("memory_mb", base.memory_mb)),
+        "work_mb": int(cfg.TitoAutograde.get("work_mb", base.work_mb)),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Limits(**values)
@@ -158,6 +159,7 @@ def build_context(
         package_dir=str(project.package_dir),
         module_aliases=tuple(sorted(aliases)),
         sandboxed=sandboxed,
+        work_mb=int(limits.work_mb),
     )
 
 

@@ -58,6 +58,7 @@ class Limits:
     cell_timeout: float = 120.0  # seconds per cell (nbgrader's Execute.timeout)
     notebook_timeout: float = 900.0  # seconds per notebook, all cells: a hard kill
     memory_mb: int = 2048  # address space a grading process may add to its start (RLIMIT_AS)
+    work_mb: int = 512  # the sandbox's tmpfs (work dir + /tmp): all a notebook may write
 
 
 @dataclass(frozen=True)

@@ -85,13 +85,14 @@ def probe(bwrap: str | None = None) -> str | None:
 
 
 def require(allow_unsandboxed: bool, what: str) -> bool:
-    """True if ``what`` runs behind the boundary; False if the caller opted out; raises
-    ``BoundaryUnavailable`` (with how to enable it) if it cannot and the caller did not."""
+    """True if ``what`` runs behind the boundary; False if the caller opted out (explicitly:
+    trusted code only); raises ``BoundaryUnavailable`` (with how to enable it) if it cannot
+    and the caller did not opt out."""
+    if allow_unsandboxed:
+        return False
     problem = probe()
     if problem is None:
         return True
-    if allow_unsandboxed:
-        return False
     raise BoundaryUnavailable(
         f"refusing to run {what} without an OS boundary: {problem}. "
         "Pass --no-sandbox only for code you trust (your own, the samples)."
