@@ -108,7 +108,8 @@ def cmd_evaluate(args, project: Project) -> int:
     arena = _arena(args, project, sandboxed=sandboxed)
     code = 0
     if getattr(args, "scheduler", None) or os.environ.get("TINYTORCH_SCHEDULER"):
-        return _evaluate_on_cluster(args, project, arena)  # tinytorch/arena/cluster.py
+        code = _evaluate_on_cluster(args, project, arena)  # tinytorch/arena/cluster.py
+        return _check_leaderboard(arena, code)
     for source in args.packages:
         try:
             outcome = arena.evaluate(source)
@@ -123,7 +124,15 @@ def cmd_evaluate(args, project: Project) -> int:
         print(outcome.summary())
         if outcome.report_path:
             print(f"  report: {project.rel(outcome.report_path)}")
-    return code
+    return _check_leaderboard(arena, code)
+
+
+def _check_leaderboard(arena, code: int) -> int:
+    """The leaderboard's integrity after every run (SQLite checks and row invariants)."""
+    problems = arena.problems()
+    for p in problems:
+        print(f"leaderboard integrity: {p}", file=sys.stderr)
+    return CHECK_FAILED if problems else code
 
 
 def cmd_leaderboard(args, project: Project) -> int:

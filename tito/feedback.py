@@ -62,9 +62,12 @@ _COMMON_WORDS = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", 
 
 
 def boilerplate(line: str) -> bool:
-    """A line anyone would write: only keywords, builtins (``ValueError``, ``len``), numbers
-    and punctuation (``except ValueError:``, ``return None``, ``for i in range(3):``)."""
-    return all(w in _COMMON_WORDS for w in re.findall(r"[A-Za-z_]\w*", line))
+    """A line anyone would write: only keywords, builtins (``ValueError``, ``len``), one- or
+    two-letter names, numbers and punctuation (``except ValueError:``, ``return None``,
+    ``for i in range(3):``)."""
+    return all(
+        w in _COMMON_WORDS or len(w) <= 2 for w in re.findall(r"[A-Za-z_]\w*", line)
+    )
 
 
 def notebook_lines(path: Path) -> set[str]:
