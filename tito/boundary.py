@@ -36,8 +36,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from tinytorch.arena import boundary as osb
-
 from . import sandbox
 
 BOX = "/box"  # the zygote's tmpfs; each notebook works in BOX/nb
@@ -57,12 +55,14 @@ def grading_view(
     hidden_modules: tuple[str, ...],
     work_mb: int,
     mpl_cache: str | None = None,
-) -> osb.View:
+    student_build: bool = False,
+) -> object:
     """What a grading process sees: runtime read-only, the package through the seam
     (``osb.package_view``), tito itself read-only (the child's code), the box writable."""
+    from tinytorch.arena import boundary as osb
     tito_dir = str(Path(__file__).resolve().parent)
     mounts = osb.runtime_mounts(exclude=[project_root])
-    for pkg in package_dirs(package_dir):
+    for pkg in package_dirs(package_dir, include_installed=not student_build):
         mounts += osb.package_view(pkg, hidden_modules)
     mounts += osb.package_view(tito_dir)
     if mpl_cache and os.path.isdir(mpl_cache):
@@ -70,13 +70,15 @@ def grading_view(
     return osb.View(work=BOX, work_mb=work_mb, mounts=tuple(mounts))
 
 
-def package_dirs(package_dir: str) -> list[str]:
+def package_dirs(package_dir: str, include_installed: bool = True) -> list[str]:
     """The package directories a grading process imports from: ``package_dir`` (the project's,
-    or a student build) and, unless that is one, the installed package the worker imports
-    (its foundation, e.g. ``tinytorch.core``)."""
+    or a student build) and, unless it is a student build (``include_installed`` False), the
+    installed package the worker imports (its foundation, e.g. ``tinytorch.core``)."""
     import importlib.util
 
     dirs = [os.path.realpath(package_dir)] if package_dir and os.path.isdir(package_dir) else []
+    if not include_installed:
+        return dirs
     name = os.path.basename(os.path.realpath(package_dir)) if package_dir else "tinytorch"
     try:
         found = importlib.util.find_spec(name)
@@ -89,11 +91,13 @@ def package_dirs(package_dir: str) -> list[str]:
     return dirs
 
 
-def hidden_modules_for(blocked: tuple[str, ...], package: str) -> tuple[str, ...]:
-    """The package-relative modules whose files are stubbed: the graded module's reference.
-    (A student build, issue 15, already holds stubs for unpublished modules; point
-    ``package_dir`` at it.)"""
-    out = []
+def hidden_modules_for(
+    blocked: tuple[str, ...], package: str, extra: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The package-relative modules whose files are stubbed: the graded module's reference and
+    ``extra`` (``c.TitoAutograde.hidden_modules``: unpublished modules). A student build
+    (``c.TitoAutograde.student_build``) already holds stubs for those; point at it instead."""
+    out = list(extra)
     for b in blocked:
         if b.startswith(package + "."):
             out.append(b[len(package) + 1 :])
@@ -121,11 +125,20 @@ class Zygote:
         blocked: tuple[str, ...],
         package: str,
         work_mb: int,
+        hidden: tuple[str, ...] = (),
+        student_build: bool = False,
     ):
+        from tinytorch.arena import boundary as osb
+
         self.package_dir = package_dir
         mpl = _mpl_cache() if any(m.startswith("matplotlib") for m in preload) else None
         view = grading_view(
-            project_root, package_dir, hidden_modules_for(blocked, package), work_mb, mpl
+            project_root,
+            package_dir,
+            hidden_modules_for(blocked, package, hidden),
+            work_mb,
+            mpl,
+            student_build=student_build,
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
@@ -151,6 +164,8 @@ class Zygote:
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": mpl or "/tmp",
         }
+        if student_build:  # its package shadows the installed one (not mounted anyway)
+            env["PYTHONPATH"] = os.path.dirname(os.path.realpath(package_dir))
         self.errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             argv,

@@ -136,6 +136,11 @@ def build_context(
     preload = {m for m in preload if m != blocked and not m.startswith(blocked + ".")}
     deny_files, deny_dirs = _denied(spec, project)
     limits = limits or limits_from_config(project)
+    cfg = nbg.load_config(project)
+    # a student build's package directory (issue 15): what grading processes import
+    build = cfg.TitoAutograde.get("student_build") or None
+    if build and not Path(build).is_dir():
+        raise TitoError(f"c.TitoAutograde.student_build = {build!r} is not a directory")
     policy = sandbox.Policy(
         module_id=spec.id,
         blocked_modules=(blocked,),
@@ -156,10 +161,12 @@ def build_context(
         limits=limits,
         preload=tuple(sorted(preload)),
         package=package,
-        package_dir=str(project.package_dir),
+        package_dir=str(build or project.package_dir),
         module_aliases=tuple(sorted(aliases)),
         sandboxed=sandboxed,
         work_mb=int(limits.work_mb),
+        hidden_modules=tuple(str(m) for m in (cfg.TitoAutograde.get("hidden_modules") or ())),
+        student_build=bool(build),
     )
 
 

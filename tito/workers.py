@@ -78,6 +78,10 @@ class GradingContext:
     # behind the OS boundary (tito/boundary.py); False only with --no-sandbox (trusted code)
     sandboxed: bool = True
     work_mb: int = 512  # size of the sandbox's tmpfs: all a notebook may write
+    # package modules stubbed inside besides the graded one (unpublished modules)
+    hidden_modules: tuple[str, ...] = ()
+    # package_dir is a student build (issue 15): the installed full package is not mounted
+    student_build: bool = False
 
     @property
     def blocked(self) -> str:
@@ -170,6 +174,8 @@ def template_for(ctx: GradingContext) -> Launcher:
                 blocked=ctx.policy.blocked_modules,
                 package=ctx.package,
                 work_mb=ctx.work_mb,
+                hidden=ctx.hidden_modules,
+                student_build=ctx.student_build,
             )
         else:
             _TEMPLATES[key] = sandbox.Template(

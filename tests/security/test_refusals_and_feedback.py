@@ -73,3 +73,28 @@ def test_hidden_text_only_the_hidden_cell_holds_is_a_leak():
     # ... unless it is also in the released notebook or the student's own submission
     public = {"assert close(dot(np.ones(5), np.arange(5)), 10.0), 'hidden: longer vectors'"}
     assert leaks_in_feedback(_Src(), page, public) == []
+
+
+def test_the_package_seam_stubs_hidden_modules_and_data(tmp_path):
+    """``boundary.package_view`` is the one place that decides what of a package (the
+    project's or a student build) a sandboxed process sees."""
+    pkg = tmp_path / "tinytorch"
+    (pkg / "__pycache__").mkdir(parents=True)
+    (pkg / "datasets").mkdir()
+    for name in ("__init__.py", "vec.py", "other.py", "datasets/digits.npz"):
+        (pkg / name).write_text("x")
+    mounts = {(m.kind, m.dest) for m in boundary.package_view(str(pkg), ["vec"], HIDDEN)}
+    real = str(pkg.resolve())
+    assert ("ro", real) in mounts
+    assert ("stub", f"{real}/vec.py") in mounts
+    assert ("stub", f"{real}/datasets/digits.npz") in mounts
+    assert ("hide", f"{real}/__pycache__") in mounts  # compiled copies of the reference
+    assert not any(d.endswith("other.py") for _k, d in mounts)
+    mounts = tuple(boundary.package_view(str(pkg), ["vec"]))
+    view = boundary.View(work="/box", work_mb=8, mounts=mounts)
+    argv = boundary.bwrap_argv(view, ["/bin/true"])
+    assert "--unshare-net" in argv and "--unshare-pid" in argv and "--die-with-parent" in argv
+    assert argv[argv.index("--tmpfs", argv.index("/tmp")) + 1] == "/box"
+
+
+HIDDEN = ("datasets/digits.npz",)

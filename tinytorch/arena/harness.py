@@ -266,6 +266,10 @@ class Arena:
         return box
 
     def _run(self, pkg: Package, phase: str, tmp: Path) -> RunOutcome:
+        if self.sandboxed:  # no boundary, no evaluation (BoundaryUnavailable says how to fix)
+            from . import boundary
+
+            boundary.require(False, "the arena runner")
         box = self._sandbox(pkg, phase, tmp)
         spec = {
             "phase": phase,
