@@ -115,7 +115,8 @@ def attacks(project: Project, port: int, canary: int) -> dict[str, str]:
 print(_sh("echo ESCAPED-RAN; head -c 16 {course}/gradebook.db; "
           "cat {course}/source/98_vec/vec.ipynb; ls {course}/submitted; ls -a {root}/.git; "
           "cat {root}/modules/98_vec/vec_dev.py; cat {pkg}/vec.py; ls -a {root}; "
-          "echo pwned > {course}/submitted/victim/98_vec/pwned.txt 2>&1"))
+          "echo pwned > {course}/submitted/victim/98_vec/pwned.txt 2>&1; "
+          "echo CHECKOUT; ls -a {REPO}; echo END"))
 print(_py("import ctypes\\nprint('CFD', ctypes.CDLL(None).open(b'{course}/gradebook.db', 0))"))
 print(_py("import sqlite3\\ntry:\\n c = sqlite3.connect('file:{course}/gradebook.db?mode=rw',"
           " uri=True)\\n c.execute('update grade set auto_score = 0'); c.commit(); print('ZEROED')"
@@ -247,6 +248,9 @@ def test_nothing_of_the_course_is_read_from_an_escaped_process(course):
         assert secret not in out, out
     assert "No such file or directory" in out
     assert "CFD -1" in out  # the C-level open found nothing
+    # of the tito checkout itself (on sys.path here): only the packages and the interpreter
+    checkout = out.split("CHECKOUT", 1)[1].split("END", 1)[0].split()
+    assert set(checkout) <= {".", "..", "tinytorch", "tito", ".venv"}, checkout
     assert "ZEROED" not in out and "SQL unable to open database file" in out
     victim = course.project.course_dir / "submitted" / "victim" / "98_vec"
     assert not (victim / "pwned.txt").exists()

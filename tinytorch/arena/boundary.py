@@ -151,7 +151,14 @@ def runtime_mounts(exclude: Iterable[str] = ()) -> list[Mount]:
             roots.add(sysconfig.get_path(key))
         except KeyError:
             pass
-    roots |= {p for p in sys.path if p and os.path.isdir(p)}
+    # installed dependencies only: a sys.path entry that is a source checkout (a project root,
+    # a tests folder) would show everything in it; packages from checkouts come in through
+    # package_view, one package directory at a time
+    roots |= {
+        p
+        for p in sys.path
+        if p and os.path.isdir(p) and os.path.basename(p) in ("site-packages", "dist-packages")
+    }
     ex = [os.path.realpath(e) for e in exclude]
     mounts = []
     for d in SYSTEM_DIRS + SYSTEM_OPTIONAL_DIRS:
