@@ -1,9 +1,11 @@
 """The grading process: a fresh fork per notebook that runs student and trusted cells under guard.
 
-A worker (tito/workers.py) prepares a ``Template`` once (imports what the trusted cells import,
-then snapshots the library state) and forks one child per notebook. The child never returns:
-``child_main`` installs the limits and the guard, then runs the cells the worker asks for, one
-by one, answering each request (which carries a fresh nonce) with that cell's outputs.
+A ``Template`` is prepared once (imports what the trusted cells import, then snapshots the
+library state) -- behind the OS boundary by the sandboxed zygote of tito/boundary.py, or with
+--no-sandbox in the worker itself (tito/workers.py) -- and one child is forked per notebook.
+The child never returns: ``child_main`` installs the limits and the guard, then runs the cells
+the worker asks for, one by one, answering each request (which carries a fresh nonce) with that
+cell's outputs.
 
 What the guard does (the why is in docs/grading.md):
 
