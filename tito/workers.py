@@ -163,6 +163,8 @@ def template_for(ctx: GradingContext) -> Launcher:
         old.kill()
         del _TEMPLATES[key]
     if key not in _TEMPLATES:
+        for other in [k for k, t in _TEMPLATES.items() if isinstance(t, boundary.Zygote)]:
+            _TEMPLATES.pop(other).kill()  # one sandbox per worker: the module it grades now
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         os.environ.setdefault("MPLBACKEND", "Agg")
