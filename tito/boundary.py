@@ -86,7 +86,7 @@ def package_dirs(package_dir: str, include_installed: bool = True) -> list[str]:
         found = None
     for loc in (found.submodule_search_locations or []) if found else []:
         real = os.path.realpath(loc)
-        if real not in dirs:
+        if real not in dirs and os.path.isdir(real):
             dirs.append(real)
     return dirs
 
