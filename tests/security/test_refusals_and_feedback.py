@@ -3,6 +3,7 @@ nowhere but a hidden cell."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -98,3 +99,18 @@ def test_the_package_seam_stubs_hidden_modules_and_data(tmp_path):
 
 
 HIDDEN = ("datasets/digits.npz",)
+
+
+def test_package_dirs_skip_paths_that_do_not_exist(tmp_path):
+    """A --no-sandbox template in the same process appends the project's package dir to the
+    package's path even when it does not exist; bwrap cannot bind a missing path."""
+    import tinytorch
+    from tito.boundary import package_dirs
+
+    missing = str(tmp_path / "gone" / "tinytorch")
+    tinytorch.__path__.append(missing)  # in place, as Template._extend_package does
+    try:
+        dirs = package_dirs(missing)
+    finally:
+        tinytorch.__path__.remove(missing)
+    assert missing not in dirs and dirs and all(Path(d).is_dir() for d in dirs)
