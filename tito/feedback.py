@@ -97,12 +97,12 @@ def leaks_in_feedback(src: ModuleSource, page: str, public: set[str] | None = No
     lines that could come from nowhere but a hidden cell count -- not lines also in ``public``
     (the released notebook, the student's own submission), not boilerplate anyone writes."""
     text = _norm(visible_text(page))
-    public = public or set()
+    public_text = "\n".join(public or ())  # a hidden line inside a public one counts as public
     problems = [
         f"hidden check of {cell.label}: {line[:60]!r}"
         for line, cell in src.secret_lines("hidden").items()
         if len(line.replace(" ", "")) >= MIN_CHARS
-        and _norm(line) not in public
+        and _norm(line) not in public_text
         and not boilerplate(line)
         and _norm(line) in text
     ]

@@ -165,6 +165,14 @@ print(_py("import os, time\\nn = 0\\ntry:\\n    while n < 1000:\\n"
 print(_py("import socket\\ntry:\\n    socket.create_connection(('127.0.0.1', {port}), "
           "timeout=3)\\n    print('CONNECTED')\\nexcept OSError as e:\\n    print('NET', e)"))
 """,
+        # prints a hidden check it could only have read at run time (simulated: built by
+        # concatenation, so no line of its own source equals it)
+        "smuggler": SCALE
+        + '\nprint("assert np.allclose(scale(np.arange(4), -1), " + '
+        + "'-np.arange(4)), \"hidden: negative factor\"')",
+        # an honest student whose own line happens to contain a hidden line
+        "coincidence": DOT.replace("dot(a, b):", "dot(a, b):\n    # assert close(dot(np.ones(5), "
+                                   "np.arange(5)), 10.0), \"hidden: longer vectors\""),
         # a data file that is a symlink to the gradebook, a folder that links to another student
         "symlink-inside": SCALE + "\nimport os\nprint('LISTING', sorted(os.listdir('.')))",
     }
@@ -194,7 +202,8 @@ def course(tmp_path_factory):
     canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     progs = attacks(project, listener.getsockname()[1], canary.pid)
     for student, prog in progs.items():
-        submit(project, student, {**HONEST, "scale_impl": prog})
+        cell = "dot_impl" if student == "coincidence" else "scale_impl"
+        submit(project, student, {**HONEST, cell: prog})
     inside = project.course_dir / "submitted" / "symlink-inside" / "98_vec"
     (inside / "data.txt").symlink_to(project.course_dir / "gradebook.db")
     (inside / "other").symlink_to(project.course_dir / "submitted" / "victim")
@@ -355,3 +364,20 @@ def test_a_failed_run_never_removes_stored_grades(course):
     (r,) = autograde(course.spec, course.project, ["victim"], executor=broken, limits=LIMITS)
     assert not r.graded and "grades stored before this run were kept" in " ".join(r.notes)
     assert stored_grades(course.project)["victim"] == before
+
+
+def test_feedback_withholds_only_the_smugglers_page(course):
+    """One student's page shows a hidden check only a hidden cell holds: that page is withheld
+    and named; every other page is written, including the honest student whose own line
+    contains a hidden line."""
+    from tito.errors import CheckFailed
+    from tito.feedback import feedback, feedback_paths
+
+    with pytest.raises(CheckFailed) as info:
+        feedback(course.spec, course.project)
+    text = str(info.value)
+    assert "feedback/smuggler/98_vec/vec.html shows hidden check" in text
+    students = {p.parents[1].name for p in feedback_paths(course.spec, course.project)}
+    assert "smuggler" not in students
+    assert {"honest-a", "honest-b", "victim", "coincidence", "escape-read"} <= students
+    assert course.results["coincidence"].score == 5
