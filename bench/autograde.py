@@ -22,8 +22,12 @@ tito "could not be graded" with the reason: counted as ``plain_silent_zeros``). 
 measured: the median start-up of a bare Jupyter kernel, the cost plain nbgrader pays per
 notebook before running a cell.
 
+The OS boundary's cost: ``tito autograde --jobs 1`` behind bubblewrap vs ``--no-sandbox``,
+interleaved, per notebook (``--boundary-only`` measures just this, for modules 15-20).
+
 Targets (full mode; PASS/FAIL, a failure exits 1): ``--jobs 2`` and ``--jobs 4`` at least 1.8x
-faster than sequential plain nbgrader on this 2-core machine.
+faster than sequential plain nbgrader on this 2-core machine; for modules 15-20 the boundary
+adds at most 10% per graded notebook (the toy module's cost is reported: start-up dominates).
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="8 submissions (the test suite)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--n", type=int, help="number of submissions (default 200; quick 8)")
+    parser.add_argument(
+        "--boundary-only",
+        action="store_true",
+        help="only the OS boundary's cost (sandboxed vs --no-sandbox), no plain nbgrader",
+    )
     parser.add_argument(
         "--module",
         default=str(ROOT / "tests" / "fixtures" / "modules" / "99_toy"),
@@ -149,6 +158,61 @@ def run_plain(project: Project, spec) -> float:
     return time.perf_counter() - t0
 
 
+def boundary_cost(base: Project, spec, tmp: Path, n: int, repeats: int) -> dict:
+    """``tito autograde --jobs 1`` behind the OS boundary vs ``--no-sandbox``, interleaved
+    (sandboxed, plain, sandboxed, plain, ...): whole-run seconds per notebook (start-up of the
+    sandboxed template included) and the median per-notebook time in the worker (fork,
+    cells, reap). Ratios of medians; the first pair is a warm-up."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for r in range(repeats + 1):
+        for sandboxed in (True, False):
+            project = copy_course(base, tmp / f"boundary-{r}-{sandboxed}")
+            t = time.perf_counter()
+            res = autograde(spec, project, jobs=1, no_sandbox=not sandboxed)
+            secs = time.perf_counter() - t
+            worker = statistics.median(x.seconds for x in res if x.graded)
+            if r > 0:
+                runs[sandboxed].append((secs / n, worker))
+            shutil.rmtree(project.root, ignore_errors=True)
+    med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v))
+           for k, v in runs.items()}
+    return {
+        "run_s_per_notebook": {"sandboxed": med[True][0], "no_sandbox": med[False][0]},
+        "worker_s_per_notebook": {"sandboxed": med[True][1], "no_sandbox": med[False][1]},
+        "run_ratio": med[True][0] / med[False][0],
+        "worker_ratio": med[True][1] / med[False][1],
+        "repeats": repeats,
+    }
+
+
+def report_boundary(b: dict, spec, n: int) -> None:
+    H.print_table(
+        ["per notebook (tito --jobs 1)", "behind the boundary", "--no-sandbox", "ratio"],
+        [
+            ["whole run / n (s)", b["run_s_per_notebook"]["sandboxed"],
+             b["run_s_per_notebook"]["no_sandbox"], b["run_ratio"]],
+            ["median in the worker (s)", b["worker_s_per_notebook"]["sandboxed"],
+             b["worker_s_per_notebook"]["no_sandbox"], b["worker_ratio"]],
+        ],
+        title=f"The OS boundary's cost, {n} submissions of {spec.id}, median of "
+        f"{b['repeats']} interleaved runs each",
+    )
+
+
+def boundary_targets(b: dict, spec) -> list:
+    if not spec.id.startswith(("15", "16", "17", "18", "19", "20")):
+        return []  # the toy module: start-up dominates; reported, no target
+    return [
+        H.Target(
+            f"time per graded notebook of {spec.id}, boundary vs none",
+            b["run_ratio"],
+            1.10,
+            unit="x",
+            higher_is_better=False,
+        )
+    ]
+
+
 def main() -> int:
     args = parse_args()
     n = args.n or H.pick(args, 8, 200)
@@ -159,6 +223,12 @@ def main() -> int:
         base, spec, kinds = prepare(tmp, module_dir, n)
         students = sorted(kinds)
         print(f"{n} submissions of {spec.id} prepared in {time.perf_counter() - t0:.1f} s")
+        if args.boundary_only:
+            b = boundary_cost(base, spec, tmp, n, H.pick(args, 1, 3))
+            report_boundary(b, spec, n)
+            return H.finish(
+                args, "autograde", {"module": spec.id, "boundary": b}, boundary_targets(b, spec)
+            )
         startup = kernel_startup(H.pick(args, 1, 3))
         results: dict = {"module": spec.id, "submissions": n, "kernel_startup_s": startup}
         results["mix"] = {k: list(kinds.values()).count(k) for k in sorted(set(kinds.values()))}
@@ -198,6 +268,7 @@ def main() -> int:
         # notebooks tito reports as "could not be graded, because ..." that plain nbgrader
         # recorded as an unexplained zero
         results["plain_silent_zeros"] = len(silent)
+        results["boundary"] = boundary_cost(base, spec, tmp, n, H.pick(args, 1, 2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -240,6 +311,8 @@ def main() -> int:
         for jobs in (2, 4)
     ]
     targets.append(H.Target("scores identical to plain nbgrader", float(same), 1.0))
+    report_boundary(results["boundary"], spec, n)
+    targets += boundary_targets(results["boundary"], spec)
     return H.finish(args, "autograde", results, targets)
 
 

@@ -7,6 +7,8 @@
    (process start, imports, limits, audit hook, warm-up, timed passes), the sandboxed
    training run, and the rest (SQLite transaction, results.json, report). Medians over
    repeats; each repeat uses a fresh arena because the same package is never evaluated twice.
+   Each behind the OS boundary (bubblewrap) and with the audit hook only, interleaved: the
+   ratio is the boundary's cost per package.
 2. Latency repeatability: the same baseline package measured in K separate sandboxed runs.
    The spread max/min of their p50 latencies must stay under 1.3x, or rankings that depend
    on latency would change from one evaluation to the next.
@@ -44,23 +46,35 @@ class Trivial(CompetitionSubmission):
 
 
 def harness_overhead(work: Path, repeats: int) -> dict:
+    """Medians of each part of ``Arena.evaluate``, behind the OS boundary and without it,
+    interleaved (one sandboxed and one plain evaluation per repeat, after a warm-up of each)."""
     src = work / "trivial-src"
     src.mkdir()
     (src / "submission.py").write_text(TRIVIAL)
     pkg_dir = build_package(src, work / "trivial", check=True)
-    parts: dict[str, list[float]] = {}
-    for r in range(repeats):
-        arena = Arena(work / f"arena-{r}", limits=ArenaLimits(repeats=5))
-        outcome = arena.evaluate(pkg_dir)
-        assert outcome.created and outcome.status == "ok", outcome.summary()
-        for key, value in {**outcome.timings, "total": outcome.seconds}.items():
-            parts.setdefault(key, []).append(value)
-    return {k: statistics.median(v) for k, v in parts.items()}
+    parts: dict[bool, dict[str, list[float]]] = {True: {}, False: {}}
+    for r in range(-1, repeats):  # r = -1: warm-up, not counted
+        for sandboxed in (True, False):
+            arena = Arena(
+                work / f"arena-{r}-{sandboxed}", limits=ArenaLimits(repeats=5), sandboxed=sandboxed
+            )
+            outcome = arena.evaluate(pkg_dir)
+            assert outcome.created and outcome.status == "ok", outcome.summary()
+            if r < 0:
+                continue
+            for key, value in {**outcome.timings, "total": outcome.seconds}.items():
+                parts[sandboxed].setdefault(key, []).append(value)
+    return {
+        "sandboxed": {k: statistics.median(v) for k, v in parts[True].items()},
+        "plain": {k: statistics.median(v) for k, v in parts[False].items()},
+    }
 
 
-def latency_spread(work: Path, runs: int) -> dict:
-    pkg_dir = build_package(sample_dirs()["baseline"], work / "baseline", check=True)
-    arena = Arena(work / "arena-spread", limits=ArenaLimits(repeats=5))
+def latency_spread(work: Path, runs: int, sandboxed: bool = True) -> dict:
+    pkg_dir = build_package(sample_dirs()["baseline"], work / f"baseline-{sandboxed}", check=True)
+    arena = Arena(
+        work / f"arena-spread-{sandboxed}", limits=ArenaLimits(repeats=5), sandboxed=sandboxed
+    )
     p50s, p90s, inner = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         pkg = read_package(pkg_dir, tmp)
@@ -90,18 +104,25 @@ def main() -> int:
     runs = H.pick(args, 3, 7)
     with tempfile.TemporaryDirectory(prefix="bench-competition-") as tmp:
         work = Path(tmp)
-        over = harness_overhead(work, repeats)
+        both = harness_overhead(work, repeats)
         spread = latency_spread(work, runs)
+        plain_spread = latency_spread(work, runs, sandboxed=False)
+    over, plain = both["sandboxed"], both["plain"]
     H.print_table(
-        ["part of Arena.evaluate (trivial model)", "median seconds"],
+        ["part of Arena.evaluate (trivial model)", "behind the boundary (s)", "audit hook only (s)",
+         "ratio"],
         [
-            ["read + check the package", over["read"]],
-            ["inference run (sandboxed process)", over["infer"]],
-            ["training run (sandboxed process)", over["train"]],
-            ["SQLite transaction, results.json, report", over["store_and_reports"]],
-            ["total per submission", over["total"]],
+            [label, over[key], plain[key], over[key] / plain[key]]
+            for label, key in (
+                ("read + check the package", "read"),
+                ("inference run (runner process)", "infer"),
+                ("training run (runner process)", "train"),
+                ("SQLite transaction, results.json, report", "store_and_reports"),
+                ("total per submission", "total"),
+            )
         ],
-        title=f"Harness overhead, median of {repeats} evaluations",
+        title=f"Harness overhead, median of {repeats} interleaved evaluations each "
+        "(the OS boundary: bubblewrap namespaces around the runner)",
     )
     H.print_table(
         ["run", "p50 (ms)", "p90 (ms)"],
@@ -112,6 +133,9 @@ def main() -> int:
     print(
         f"\nspread max/min: p50 {spread['spread']:.3f}x, p90 {spread['spread_p90']:.3f}x; "
         f"largest spread between the passes of one run: {spread['within_run_spread_max']:.3f}x"
+        f"\nwithout the boundary: p50 spread {plain_spread['spread']:.3f}x; median p50 "
+        f"{statistics.median(plain_spread['p50_ms']):.4f} ms vs "
+        f"{statistics.median(spread['p50_ms']):.4f} ms behind it"
     )
     targets = [
         H.Target(
@@ -130,7 +154,13 @@ def main() -> int:
             higher_is_better=False,
         ),
     ]
-    results = {"overhead_seconds": over, "latency": spread}
+    results = {
+        "overhead_seconds": over,
+        "overhead_seconds_without_boundary": plain,
+        "boundary_cost_ratio_per_package": over["total"] / plain["total"],
+        "latency": spread,
+        "latency_without_boundary": plain_spread,
+    }
     return H.finish(args, "competition", results, targets)
 
 

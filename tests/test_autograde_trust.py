@@ -254,8 +254,8 @@ def attacks(pkg_dir: Path, course_dir: Path) -> dict:
                 "dot_impl: refused starting a thread",
                 "dot_impl: refused loading or calling native code (ctypes)",
                 "dot_impl: refused sending a signal",
-                f"dot_impl: refused reading {course_dir / 'gradebook.db'}",
-                f"dot_impl: refused writing {course_dir / 'hacked.txt'}",
+                # the course directory does not exist behind the OS boundary (tests/security/
+                # asserts nothing of it is read or written)
             ],
         ),
         "abuse-in-given-cell": (

@@ -29,7 +29,15 @@ from .errors import CheckFailed, TitoError, one_line
 from .modules import ModuleSpec
 from .project import Project
 from .results import GRADED, UNGRADABLE, CellScore, StudentResult
-from .workers import BatchGrader, Executor, GradingContext, Limits, batches_for, local_pool
+from .workers import (
+    BatchGrader,
+    Executor,
+    GradingContext,
+    Limits,
+    batches_for,
+    infrastructure_failure,
+    local_pool,
+)
 
 __all__ = [
     "GRADED",
@@ -70,13 +78,14 @@ def limits_from_config(project: Project, **overrides) -> Limits:
         "cell_timeout": float(cfg.Execute.get("timeout", base.cell_timeout) or base.cell_timeout),
         "notebook_timeout": float(cfg.TitoAutograde.get("notebook_timeout", base.notebook_timeout)),
         "memory_mb": int(cfg.TitoAutograde.get("memory_mb", base.memory_mb)),
+        "work_mb": int(cfg.TitoAutograde.get("work_mb", base.work_mb)),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Limits(**values)
 
 
 def build_context(
-    spec: ModuleSpec, project: Project, limits: Limits | None = None
+    spec: ModuleSpec, project: Project, limits: Limits | None = None, sandboxed: bool = True
 ) -> GradingContext:
     """The trusted notebook (release order, gradebook sources and points), what the trusted cells
     import, and the sandbox policy for ``spec``."""
@@ -127,6 +136,12 @@ def build_context(
     preload = {m for m in preload if m != blocked and not m.startswith(blocked + ".")}
     deny_files, deny_dirs = _denied(spec, project)
     limits = limits or limits_from_config(project)
+    cfg = nbg.load_config(project)
+    # what grading processes import (issue 15): a student build in which the graded module is a
+    # stub (default), a prebuilt one (a path to its package directory), or, with False, the
+    # project's package with the graded module's file stubbed by the boundary
+    site = _student_site(spec, project, cfg.TitoAutograde.get("student_build", True))
+    build = str(Path(site) / package) if site else None
     policy = sandbox.Policy(
         module_id=spec.id,
         blocked_modules=(blocked,),
@@ -134,6 +149,9 @@ def build_context(
         deny_dirs=frozenset(deny_dirs),
         memory_mb=int(limits.memory_mb),
         cell_timeout=float(limits.cell_timeout),
+        cpu_seconds=int(limits.notebook_timeout) + 30,
+        processes=64 if sandboxed else 0,
+        open_files=1024 if sandboxed else 0,
     )
     return GradingContext(
         project=project,
@@ -144,19 +162,40 @@ def build_context(
         limits=limits,
         preload=tuple(sorted(preload)),
         package=package,
-        package_dir=str(project.package_dir),
+        package_dir=str(build or project.package_dir),
         module_aliases=tuple(sorted(aliases)),
-        student_site=_student_site(spec, project),
+        student_site=site,
+        sandboxed=sandboxed,
+        work_mb=int(limits.work_mb),
+        hidden_modules=tuple(str(m) for m in (cfg.TitoAutograde.get("hidden_modules") or ())),
+        student_build=bool(build),
     )
 
 
-def _student_site(spec: ModuleSpec, project: Project) -> str | None:
-    """The student build the workers grade with (tito/student_build.py); None with
-    ``c.TitoAutograde.student_build = False`` in nbgrader_config.py."""
-    from .student_build import student_site, student_site_enabled
-
-    if not student_site_enabled(project):
+def _student_site(spec: ModuleSpec, project: Project, setting: object) -> str | None:
+    """The directory (put first on ``sys.path``) whose ``tinytorch`` the workers grade with:
+    ``c.TitoAutograde.student_build`` True (default) builds one for this module
+    (tito/student_build.py), a path names a prebuilt student build's package directory, False
+    grades with the project's package (None)."""
+    if setting is False or setting is None:
         return None
+    if isinstance(setting, str | Path):
+        pkg = Path(setting)
+        if not pkg.is_dir():
+            raise TitoError(f"c.TitoAutograde.student_build = {str(setting)!r} is not a directory")
+        if pkg.name != project.package_dir.name:
+            raise TitoError(
+                f"c.TitoAutograde.student_build = {str(setting)!r} must be a student build's "
+                f"{project.package_dir.name}/ package directory"
+            )
+        return str(pkg.resolve().parent)
+    if setting is not True:
+        raise TitoError(
+            "c.TitoAutograde.student_build must be True, False or a path, "
+            f"got {type(setting).__name__} {setting!r}"
+        )
+    from .student_build import student_site
+
     return str(student_site(project, spec.id))
 
 
@@ -244,10 +283,14 @@ def autograde(
     limits: Limits | None = None,
     progress: bool | None = False,
     stats: dict | None = None,
+    no_sandbox: bool = False,
 ) -> list[StudentResult]:
     """Grade every (or the named) student's submission of ``spec`` in ``jobs`` worker processes
     (or with ``executor``); write the gradebook, the autograded notebooks, the logs and the
     status file; check the gradebook afterwards. Results come back in ``students`` order.
+
+    Student code runs behind the OS boundary (tito/boundary.py); where it cannot be set up this
+    refuses with how to enable it, unless ``no_sandbox`` (trusted code only).
 
     ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``stats``, if
     given, receives where the parent's time went (seconds): context, waiting for workers,
@@ -262,7 +305,7 @@ def autograde(
         raise TitoError(
             f"no submissions of {spec.id} under {project.rel(project.course_dir)}/submitted/*/"
         )
-    ctx = build_context(spec, project, limits)
+    ctx = build_context(spec, project, limits, sandboxed=require_boundary(no_sandbox))
     run = executor or local_pool(jobs)
     done: dict[str, StudentResult] = {}
     bar = _progress_bar(len(students), spec.id, progress)
@@ -304,6 +347,17 @@ def autograde(
     return results
 
 
+def require_boundary(no_sandbox: bool, what: str = "tito autograde") -> bool:
+    """Whether grading runs behind the OS boundary; a TitoError saying how to enable it when it
+    cannot and the instructor did not pass --no-sandbox."""
+    from tinytorch.arena import boundary as osb
+
+    try:
+        return osb.require(no_sandbox, what)
+    except osb.BoundaryUnavailable as exc:
+        raise TitoError(str(exc)) from None
+
+
 def grade_student(spec: ModuleSpec, student: str, project: Project) -> StudentResult:
     """Autograde one student's submission (see ``autograde``)."""
     return autograde(spec, project, [student])[0]
@@ -335,10 +389,14 @@ def _store(gb, spec: ModuleSpec, project: Project, r: StudentResult) -> None:
     from nbgrader.api import MissingEntry
 
     autograded = project.step_dir("autograded", spec.id, r.student)
-    _io.remove_tree(project.step_dir("feedback", spec.id, r.student))  # stale either way
+    if not infrastructure_failure(r):
+        _io.remove_tree(project.step_dir("feedback", spec.id, r.student))  # stale either way
     if r.log and r.log_text is not None:
         _io.write_text(project.root / r.log, r.log_text)
     try:
+        if infrastructure_failure(r):  # not the student's doing: what was stored stays
+            r.notes.append("grades stored before this run were kept (the run failed, not them)")
+            return
         if not r.graded:
             _io.remove_tree(autograded)
             try:
@@ -421,7 +479,10 @@ def check_gradebook(
                     problems.append(f"{r.student}: graded, but the gradebook has no submission")
                 continue
             if not r.graded:
-                problems.append(f"{r.student}: could not be graded, but the gradebook has grades")
+                if not infrastructure_failure(r):
+                    problems.append(
+                        f"{r.student}: could not be graded, but the gradebook has grades"
+                    )
                 continue
             stored = {g.name: (g.auto_score, float(g.max_score)) for g in nb.grades}
             mine = {s.grade_id: (s.score, s.max_score) for s in r.scores}

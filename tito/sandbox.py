@@ -1,9 +1,11 @@
 """The grading process: a fresh fork per notebook that runs student and trusted cells under guard.
 
-A worker (tito/workers.py) prepares a ``Template`` once (imports what the trusted cells import,
-then snapshots the library state) and forks one child per notebook. The child never returns:
-``child_main`` installs the limits and the guard, then runs the cells the worker asks for, one
-by one, answering each request (which carries a fresh nonce) with that cell's outputs.
+A ``Template`` is prepared once (imports what the trusted cells import, then snapshots the
+library state) -- behind the OS boundary by the sandboxed zygote of tito/boundary.py, or with
+--no-sandbox in the worker itself (tito/workers.py) -- and one child is forked per notebook.
+The child never returns: ``child_main`` installs the limits and the guard, then runs the cells
+the worker asks for, one by one, answering each request (which carries a fresh nonce) with that
+cell's outputs.
 
 What the guard does (the why is in docs/grading.md):
 
@@ -110,6 +112,9 @@ class Policy:
     memory_mb: int  # address space the process may add to what it starts with
     cell_timeout: float
     file_size_mb: int = 256
+    cpu_seconds: int = 0  # RLIMIT_CPU of the grading process (0: none)
+    processes: int = 0  # RLIMIT_NPROC (0: none); the OS boundary sets it
+    open_files: int = 0  # RLIMIT_NOFILE (0: none)
     # allow-list of write roots is the work directory (set per child)
 
 
@@ -769,6 +774,13 @@ def _child(cmd_fd, reply_fd, cells, policy, template, work_dir, protected):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     fsize = policy.file_size_mb * (1 << 20)
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    for kind, value in (
+        (resource.RLIMIT_CPU, policy.cpu_seconds),
+        (resource.RLIMIT_NPROC, policy.processes),
+        (resource.RLIMIT_NOFILE, policy.open_files),
+    ):
+        if value:
+            resource.setrlimit(kind, (int(value), int(value)))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -223,6 +223,7 @@ def autograde_cluster(
     progress: bool | None = False,
     on_partition: Callable[[int, list[StudentResult]], None] | None = None,
     keep_spool: bool = False,
+    no_sandbox: bool = False,
 ) -> list[StudentResult]:
     """``grade.autograde`` with the partitions graded by ``executor``'s workers (see the module
     docstring). Results in ``students`` order, as the local path returns them."""
@@ -240,6 +241,7 @@ def autograde_cluster(
             executor=cluster_executor(executor, run_dir, on_partition),
             limits=limits,
             progress=progress,
+            no_sandbox=no_sandbox,
         )
         ok = True
         return results

@@ -31,11 +31,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sandbox, trust
+from . import boundary, sandbox, trust
 from .project import Project
 from .results import CellScore, StudentResult
 
 GRACE_SECONDS = 10.0  # a cell past its time limit gets this long to stop before a kill
+WORKER_FAILED = "grading worker failed"
+SANDBOX_FAILED = "grading sandbox"
+INTERNAL_ERROR = "internal grading error"
+SANDBOX_DIED = "the sandbox around it died"
+
+
+def infrastructure_failure(r: StudentResult) -> bool:
+    """Whether ``r`` failed through no doing of the student (a worker or the sandbox died, a
+    bug in tito): such a run never replaces the grades stored before it."""
+    reason = r.reason or ""
+    return not r.graded and (
+        reason.startswith((WORKER_FAILED, SANDBOX_FAILED, INTERNAL_ERROR)) or SANDBOX_DIED in reason
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class Limits:
     cell_timeout: float = 120.0  # seconds per cell (nbgrader's Execute.timeout)
     notebook_timeout: float = 900.0  # seconds per notebook, all cells: a hard kill
     memory_mb: int = 2048  # address space a grading process may add to its start (RLIMIT_AS)
+    work_mb: int = 512  # the sandbox's tmpfs (work dir + /tmp): all a notebook may write
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,13 @@ class GradingContext:
     # a student build (tito/student_build.student_site) the workers import tinytorch from:
     # the graded module there is a stub, so its reference is not in the grading process
     student_site: str | None = None
+    # behind the OS boundary (tito/boundary.py); False only with --no-sandbox (trusted code)
+    sandboxed: bool = True
+    work_mb: int = 512  # size of the sandbox's tmpfs: all a notebook may write
+    # package modules stubbed inside besides the graded one (unpublished modules)
+    hidden_modules: tuple[str, ...] = ()
+    # package_dir is a student build (issue 15): the installed full package is not mounted
+    student_build: bool = False
 
     @property
     def blocked(self) -> str:
@@ -101,16 +122,26 @@ def local_pool(jobs: int) -> Executor:
     from multiprocessing import get_context
 
     def run(fn: BatchGrader, batches: list[list[str]]) -> Iterator[list[StudentResult]]:
-        workers = max(1, min(jobs, len(batches)))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(fn, batch): batch for batch in batches}
-            for fut in as_completed(futures):
-                try:
-                    yield fut.result()
-                except Exception as exc:  # a worker died (not a student: they run in forks)
-                    yield fn.failed(
-                        futures[fut], f"grading worker failed: {type(exc).__name__}: {exc}"
-                    )
+        # a worker that dies breaks its pool: the batches it took down are graded again, one
+        # student per batch, in a fresh pool; only a student whose notebook fails that retry
+        # too gets the failure (the dead worker is replaced, the rest are graded)
+        for attempt in (0, 1):
+            workers = max(1, min(jobs, len(batches)))
+            lost: list[tuple[list[str], str]] = []
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(fn, batch): batch for batch in batches}
+                for fut in as_completed(futures):
+                    try:
+                        yield fut.result()
+                    except Exception as exc:
+                        lost.append((futures[fut], f"{type(exc).__name__}: {exc}"))
+            if not lost:
+                return
+            if attempt == 1:
+                for batch, why in lost:
+                    yield fn.failed(batch, f"{WORKER_FAILED}: {why}")
+                return
+            batches = [[s] for batch, _ in lost for s in batch]
 
     return run
 
@@ -122,16 +153,37 @@ def batches_for(students: Sequence[str], jobs: int) -> list[list[str]]:
 
 
 # ---- in the worker ----------------------------------------------------------------------------
-_TEMPLATES: dict[tuple, sandbox.Template] = {}
+Launcher = sandbox.Template | boundary.Zygote  # where a grading process comes from
+_TEMPLATES: dict[tuple, Launcher] = {}
 
 
-def template_for(ctx: GradingContext) -> sandbox.Template:
-    key = (ctx.module_id, ctx.preload, ctx.package_dir)
+def template_for(ctx: GradingContext) -> Launcher:
+    """This worker's warm template for ``ctx``: a ``boundary.Zygote`` behind the OS boundary
+    (restarted if it died), or, with --no-sandbox, this process itself prepared as one."""
+    key = (ctx.module_id, ctx.preload, ctx.package_dir, ctx.sandboxed)
+    old = _TEMPLATES.get(key)
+    if isinstance(old, boundary.Zygote) and not old.alive():
+        old.kill()
+        del _TEMPLATES[key]
     if key not in _TEMPLATES:
+        for other in [k for k, t in _TEMPLATES.items() if isinstance(t, boundary.Zygote)]:
+            _TEMPLATES.pop(other).kill()  # one sandbox per worker: the module it grades now
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         os.environ.setdefault("MPLBACKEND", "Agg")
-        package_dir = ctx.package_dir
+        if ctx.sandboxed:
+            _TEMPLATES[key] = boundary.Zygote(
+                project_root=str(ctx.project.root),
+                package_dir=ctx.package_dir or "",
+                preload=ctx.preload,
+                blocked=ctx.policy.blocked_modules,
+                package=ctx.package,
+                work_mb=ctx.work_mb,
+                hidden=ctx.hidden_modules,
+                student_build=ctx.student_build,
+            )
+            return _TEMPLATES[key]
+        package_dir: str | None = ctx.package_dir
         if ctx.student_site:  # tinytorch comes from the student build, not the full library
             from .student_build import use_student_site
 
@@ -150,9 +202,15 @@ def template_for(ctx: GradingContext) -> sandbox.Template:
 
 
 def grade_batch(ctx: GradingContext, students: Sequence[str]) -> list[StudentResult]:
-    template = template_for(ctx)
     out = []
     for student in students:
+        try:
+            template = template_for(ctx)
+        except boundary.ZygoteError as exc:  # the sandbox itself failed: this batch, with why
+            out.append(
+                StudentResult(ctx.module_id, student, False, reason=f"{SANDBOX_FAILED}: {exc}")
+            )
+            continue
         try:
             out.append(grade_one(ctx, student, template))
         except Exception as exc:  # a bug in tito must not take the rest of the batch with it
@@ -161,7 +219,7 @@ def grade_batch(ctx: GradingContext, students: Sequence[str]) -> list[StudentRes
                     ctx.module_id,
                     student,
                     False,
-                    reason=f"internal grading error: {type(exc).__name__}: {exc}",
+                    reason=f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}",
                     worker=f"pid {os.getpid()}",
                 )
             )
@@ -173,6 +231,14 @@ def read_submission(ctx: GradingContext, student: str) -> tuple[str | None, dict
     project = ctx.project
     folder = project.step_dir("submitted", ctx.module_id, student)
     path = folder / ctx.notebook_name
+    for p in (folder.parent, folder, path):
+        if p.is_symlink():  # to the instructor's source, another student, ...: never followed
+            return (
+                f"{project.rel(p)} is a symbolic link (refused: submit the notebook itself, "
+                "not a link)",
+                None,
+                [],
+            )
     if not folder.is_dir():
         return f"missing notebook: no directory {project.rel(folder)}", None, []
     others = sorted(p.name for p in folder.glob("*.ipynb") if p.name != ctx.notebook_name)
@@ -246,10 +312,14 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
         for i, p in enumerate(plan.cells)
         if p.cell.cell_type == "code"
     ]
-    with tempfile.TemporaryDirectory(prefix=f"tito-grade-{ctx.module_id}-") as tmp:
-        work = Path(tmp) / ctx.module_id
-        _copy_inputs(ctx.project.step_dir("submitted", ctx.module_id, student), work)
-        run = execute(ctx, specs, template, str(work))
+    if isinstance(template, boundary.Zygote):
+        files = _read_inputs(ctx.project.step_dir("submitted", ctx.module_id, student))
+        run = execute(ctx, specs, template, files)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"tito-grade-{ctx.module_id}-") as tmp:
+            work = Path(tmp) / ctx.module_id
+            _copy_inputs(ctx.project.step_dir("submitted", ctx.module_id, student), work)
+            run = execute(ctx, specs, template, str(work))
     scores, cell_notes, course_notes = _score(ctx, plan, run)
     notes += cell_notes
     seconds = time.perf_counter() - start
@@ -313,28 +383,87 @@ def _copy_inputs(src: Path, dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def execute(
-    ctx: GradingContext, specs: list[sandbox.CellSpec], template: sandbox.Template, work: str
-) -> Execution:
-    """Run ``specs`` in a fresh fork of ``template``: one request per cell, each answered with a
-    report carrying the request's nonce. A dead, stuck or misbehaving child fails the notebook
-    with the reason; nothing it does reaches this process."""
-    limits = ctx.limits
-    cmd_r, cmd_w = os.pipe()
-    rep_r, rep_w = os.pipe()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the grading process
+def _read_inputs(src: Path) -> dict[str, bytes]:
+    """The submission's data files (what ``_copy_inputs`` copies), read here and sent into the
+    sandbox: regular files only, never through a symlink, at most MAX_INPUT_BYTES in all."""
+    files: dict[str, bytes] = {}
+    total = 0
+    if not src.is_dir() or src.is_symlink():
+        return files
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(src).as_posix()
+            if path.suffix == ".ipynb" and path.parent == src or path.is_symlink():
+                continue
+            if not path.is_file():
+                continue
+            size = path.stat().st_size
+            if size > 64 << 20 or total + size > boundary.MAX_INPUT_BYTES:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                files[rel] = f.read(64 << 20)
+            total += len(files[rel])
+    return files
+
+
+class _Forked:
+    """A grading process forked from this process (--no-sandbox)."""
+
+    def __init__(self, ctx, specs, template, work):
+        cmd_r, self.cmd_w = os.pipe()
+        self.rep_r, rep_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the grading process
+            try:
+                os.close(self.cmd_w)
+                os.close(self.rep_r)
+                sandbox.child_main(
+                    cmd_r, rep_w, specs, ctx.policy, template, work, ctx.notebook.protected
+                )
+            finally:
+                os._exit(70)
+        os.close(cmd_r)
+        os.close(rep_w)
+
+    def end(self) -> int | None:
         try:
-            os.close(cmd_w)
-            os.close(rep_r)
-            sandbox.child_main(
-                cmd_r, rep_w, specs, ctx.policy, template, work, ctx.notebook.protected
-            )
-        finally:
-            os._exit(70)
-    os.close(cmd_r)
-    os.close(rep_w)
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return os.waitpid(self.pid, 0)[1]
+
+
+class _Sandboxed:
+    """A grading process forked by the zygote behind the OS boundary."""
+
+    def __init__(self, ctx, specs, zygote: boundary.Zygote, files: dict[str, bytes]):
+        self.zygote = zygote
+        self.cmd_w, self.rep_r = zygote.launch(specs, ctx.policy, ctx.notebook.protected, files)
+
+    def end(self) -> int | None:
+        return self.zygote.reap()
+
+
+def execute(ctx: GradingContext, specs: list[sandbox.CellSpec], template, work) -> Execution:
+    """Run ``specs`` in a fresh grading process forked from ``template`` (a ``Zygote`` behind
+    the OS boundary, ``work`` = the data files to give it; or this process's ``Template``,
+    ``work`` = a directory): one request per cell, each answered with a report carrying the
+    request's nonce. A dead, stuck or misbehaving child fails the notebook with the reason;
+    nothing it does reaches this process."""
+    limits = ctx.limits
+    start = time.monotonic()
+    if isinstance(template, boundary.Zygote):
+        proc = _Sandboxed(ctx, specs, template, work)
+    else:
+        proc = _Forked(ctx, specs, template, work)
+    cmd_w, rep_r = proc.cmd_w, proc.rep_r
+    died = False
     results: dict[int, dict] = {}
     failure = None
     label = "(start-up)"
@@ -378,22 +507,18 @@ def execute(
                 f"(its time limit is {limits.cell_timeout:g} s)"
             )
     except (EOFError, BrokenPipeError):
-        failure = f"the grading process died ({_death(pid)}) while running cell {label}"
-        pid = None
+        died = True
     except sandbox.ProtocolError:
         failure = (
             f"the grading process sent unexpected data while running cell {label} "
             "(tampering with the grader?)"
         )
     finally:
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
         os.close(cmd_w)
         os.close(rep_r)
+        status = proc.end()
+    if died:
+        failure = f"the grading process died ({_death(status)}) while running cell {label}"
     return Execution(results, failure, time.monotonic() - start)
 
 
@@ -403,8 +528,9 @@ def _pending(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-def _death(pid: int) -> str:
-    _, status = os.waitpid(pid, 0)
+def _death(status: int | None) -> str:
+    if status is None:
+        return SANDBOX_DIED
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)

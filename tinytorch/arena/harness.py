@@ -146,10 +146,13 @@ class Evaluator:
         rules: CompetitionRules | None = None,
         limits: ArenaLimits | None = None,
         python: str | None = None,
+        sandboxed: bool = True,
     ):
         self.rules = rules or CompetitionRules()
         self.limits = limits or ArenaLimits()
         self.python = python
+        # behind the OS boundary (boundary.py); False only for trusted code (--no-sandbox)
+        self.sandboxed = sandboxed
         self.cpu = self.limits.cpu if self.limits.cpu is not None else pick_cpu()
         self._hidden: HiddenSet | None = None
 
@@ -189,6 +192,10 @@ class Evaluator:
         return box
 
     def _run(self, pkg: Package, phase: str, tmp: Path) -> RunOutcome:
+        if self.sandboxed:  # no boundary, no evaluation (BoundaryUnavailable says how to fix)
+            from . import boundary
+
+            boundary.require(False, "the arena runner")
         box = self._sandbox(pkg, phase, tmp)
         spec = {
             "phase": phase,
@@ -199,7 +206,13 @@ class Evaluator:
             "cpu": self.cpu,
             "forbidden_paths": self.forbidden_paths,
         }
-        out = run_phase(box, spec, self.limits.for_phase(phase, self.rules), python=self.python)
+        out = run_phase(
+            box,
+            spec,
+            self.limits.for_phase(phase, self.rules),
+            python=self.python,
+            boundary=self.sandboxed,
+        )
         if out.ok:
             labels = out.result.get("labels")
             n = len(self.hidden.labels)

@@ -124,9 +124,18 @@ def _extract_zip(src: Path, dest: Path, problems: list[str]) -> None:
             if _skip(rel) or info.is_dir():
                 continue
             target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as fin, open(target, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 65536)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_dir():
+                    raise IsADirectoryError(f"{name!r} is also a folder")
+                with zf.open(info) as fin, open(target, "wb") as fout:
+                    _copy_capped(fin, fout, info.file_size)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                    NotImplementedError, RuntimeError) as exc:
+                # a header that lies (size, CRC, method), a file and a folder of one name, an
+                # encrypted entry: this package's problem, never the batch's
+                problems.append(f"zip entry {name!r} cannot be extracted: {exc}")
+                continue
             if target.stat().st_size != info.file_size:
                 problems.append(f"zip entry {name!r} does not match its declared size")
     # a zip of the folder itself: use the single top-level folder as the root
@@ -136,6 +145,19 @@ def _extract_zip(src: Path, dest: Path, problems: list[str]) -> None:
         for p in inner.iterdir():
             p.rename(dest / p.name)
         inner.rmdir()
+
+
+def _copy_capped(fin, fout, declared: int) -> None:
+    """Copy at most ``declared`` bytes (+1 to notice a lie): a header that claims a small
+    file cannot make us write a large one."""
+    left = declared + 1
+    while left > 0:
+        chunk = fin.read(min(65536, left))
+        if not chunk:
+            return
+        fout.write(chunk)
+        left -= len(chunk)
+    raise ValueError(f"holds more than the {declared} bytes its header declares")
 
 
 def package_hash(root: Path) -> str:
@@ -150,6 +172,8 @@ def package_hash(root: Path) -> str:
 def read_package(source: str | Path, workdir: str | Path) -> Package:
     """Copy (or safely extract) `source` to workdir/package and check it. Never executes it."""
     source = Path(source)
+    if source.is_symlink():
+        raise ValueError(f"the package {source} is a symbolic link (not allowed: submit the file)")
     if not source.exists():
         raise FileNotFoundError(f"no package at {source}")
     root = Path(workdir) / "package"

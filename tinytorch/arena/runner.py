@@ -17,9 +17,9 @@ session, with a minimal environment. In order, it:
 5. writes one JSON result to RESULT_FD (a pipe only the parent reads; stdout and stderr are
    the submission's own and are capped by the parent).
 
-The audit hook is defense in depth, not a security boundary: code in the same process can
-find ways around it. For a course server, run the arena itself as an unprivileged user inside
-a container; see the module README.
+The audit hook is a second layer and gives clear messages; the boundary is the OS one around
+this process (bubblewrap, see tinytorch/arena/boundary.py and docs/grading.md): no arena files,
+no test data, no network, its own PID namespace, a size-capped tmpfs as its only writable place.
 """
 
 from __future__ import annotations
@@ -228,6 +228,14 @@ def _apply_limits(spec: dict) -> dict:
     setlim("RLIMIT_FSIZE", int(lim["file_bytes"]))
     setlim("RLIMIT_NOFILE", int(lim["open_files"]))
     setlim("RLIMIT_CORE", 0)
+    if lim.get("processes"):
+        setlim("RLIMIT_NPROC", int(lim["processes"]))
+    uid = spec.get("uid")
+    if uid is not None:  # behind the boundary on a root host: become nobody (NPROC binds)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        applied["uid"] = uid
     cpu = spec.get("cpu")
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         try:

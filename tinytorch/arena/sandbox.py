@@ -6,6 +6,12 @@ file-size and open-file limits applied by the runner before it imports anything 
 stdout + stderr read through pipes with a byte cap (a submission that prints megabytes is
 killed and flagged; the harness never holds more than a few KiB of it). The process group is
 killed at the end whatever happened, and `os.wait4` gives the child's own peak memory.
+
+Behind the OS boundary (the default, `boundary.py`) the runner runs inside bubblewrap: it sees
+the interpreter, the dependencies and the package read-only (the bundled test data masked by an
+empty file), its own inputs and submission read-only inside a size-capped tmpfs that is its
+only writable place, no network, its own PID namespace (it cannot see or signal the harness or
+other runs), and it dies with the harness.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class SandboxLimits:
     file_bytes: int = 16 << 20  # RLIMIT_FSIZE, largest file it may write: kind "file_size"
     output_bytes: int = 1 << 20  # stdout + stderr bytes before it is killed: kind "output"
     open_files: int = 256  # RLIMIT_NOFILE
+    processes: int = 32  # RLIMIT_NPROC (behind the boundary: per sandbox user)
+    disk_bytes: int = 256 << 20  # size of the run's tmpfs: all it may write (behind the boundary)
 
     def as_dict(self) -> dict:
         return {
@@ -45,6 +53,7 @@ class SandboxLimits:
             "file_bytes": self.file_bytes,
             "output_bytes": self.output_bytes,
             "open_files": self.open_files,
+            "processes": self.processes,
         }
 
 
@@ -137,17 +146,50 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+SANDBOX_UID = 65534  # who the runner becomes when the host runs the boundary as root
+HIDDEN_DATA = ("datasets/digits.npz",)  # package files no run may read (the test labels)
+
+
+def boundary_argv(sandbox: Path, cmd: list[str], limits: SandboxLimits) -> list[str]:
+    """``cmd`` behind the OS boundary: runtime and package read-only (test data masked), the
+    sandbox's own files read-only in a size-capped tmpfs at the same path, ``tmp/`` writable."""
+    from . import boundary
+
+    box = str(sandbox)
+    pkg = os.path.join(_PACKAGE_ROOT, "tinytorch")
+    mounts = boundary.runtime_mounts(exclude=[_PACKAGE_ROOT])
+    mounts += boundary.package_view(pkg, hidden_files=HIDDEN_DATA)
+    for item in sorted(sandbox.iterdir()):
+        if item.name != "tmp" and not item.is_symlink():
+            mounts.append(boundary.Mount("ro", str(item), str(item)))
+    mb = max(1, limits.disk_bytes >> 20)
+    view = boundary.View(
+        work=box, work_mb=mb, mounts=tuple(mounts), extra=("--perms", "1777", "--dir", f"{box}/tmp")
+    )
+    keep = ("CAP_SETUID", "CAP_SETGID") if os.geteuid() == 0 else ()
+    return boundary.bwrap_argv(view, cmd, keep_caps=keep)
+
+
 def run_phase(
-    sandbox: Path, spec: dict, limits: SandboxLimits, python: str | None = None
+    sandbox: Path,
+    spec: dict,
+    limits: SandboxLimits,
+    python: str | None = None,
+    boundary: bool = True,
 ) -> RunOutcome:
-    """Run the runner in `sandbox` (which must hold spec's input files); classify the end."""
+    """Run the runner in `sandbox` (which must hold spec's input files); classify the end.
+    ``boundary``: behind the OS boundary (False: only the audit hook; trusted code only)."""
     sandbox = Path(sandbox)
     (sandbox / "tmp").mkdir(exist_ok=True)
     spec = {**spec, "sandbox": str(sandbox), "limits": limits.as_dict()}
+    if boundary and os.geteuid() == 0:
+        spec["uid"] = SANDBOX_UID
     spec_path = sandbox / "spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     read_fd, write_fd = os.pipe()
     cmd = [python or sys.executable, "-B", "-s", "-m", RUNNER_MODULE, str(spec_path), str(write_fd)]
+    if boundary:
+        cmd = boundary_argv(sandbox, cmd, limits)
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(
@@ -231,6 +273,8 @@ def run_phase(
         stdout_head=out_reader.head.decode("utf-8", "replace"),
         stderr_tail=err_reader.tail_text(),
     )
+    if boundary and proc.returncode > 128:  # bwrap reports a signal as 128 + its number
+        proc.returncode = 128 - proc.returncode
     sig = -proc.returncode if proc.returncode < 0 else 0
     outcome.signal_name = signal.Signals(sig).name if sig else ""
     _classify(outcome, flags, limits, bad_result)

@@ -34,9 +34,12 @@ BENCHMARK = {"benchmark": 1}
 class _WorkerArena(Arena):
     """The parts of an Arena a worker needs to run a phase: no database, no labels kept."""
 
-    def __init__(self, root: str, rules: CompetitionRules, limits: ArenaLimits, python):
+    def __init__(
+        self, root: str, rules: CompetitionRules, limits: ArenaLimits, python, sandboxed=True
+    ):
         self.root = Path(root)
         self.rules, self.limits, self.python = rules, limits, python
+        self.sandboxed = sandboxed
         self.cpu = limits.cpu if limits.cpu is not None else pick_cpu()
         self._hidden = None
 
@@ -49,10 +52,11 @@ class PhaseTask:
     rules: CompetitionRules
     limits: ArenaLimits
     python: str | None = None
+    sandboxed: bool = True  # behind the OS boundary on the worker too
 
     def __call__(self, item: tuple[str, str]) -> RunOutcome:
         source, phase = item
-        arena = _WorkerArena(self.root, self.rules, self.limits, self.python)
+        arena = _WorkerArena(self.root, self.rules, self.limits, self.python, self.sandboxed)
         with tempfile.TemporaryDirectory(prefix="tt-arena-") as tmp:
             pkg = read_package(source, tmp)
             run = arena._run(pkg, phase, Path(tmp))
@@ -87,7 +91,11 @@ def evaluate_many(
     with tempfile.TemporaryDirectory(prefix="tt-arena-batch-") as tmp:
         pkgs, todo, seen, used, dups = {}, [], {}, {}, {}
         for i, src in enumerate(sources):
-            pkg = read_package(src, Path(tmp) / f"p{i}")
+            try:
+                pkg = read_package(src, Path(tmp) / f"p{i}")
+            except Exception as exc:  # this package's problem: the batch goes on
+                out[i].error = f"cannot read the package: {type(exc).__name__}: {exc}"
+                continue
             existing = arena.store.find(pkg.hash)
             if existing is not None:
                 out[i].outcome = arena._outcome(existing, False, 0.0)
@@ -110,7 +118,9 @@ def evaluate_many(
             pkgs[i] = pkg
             if not pkg.problems:
                 todo += [(str(src), "infer"), (str(src), "train")]
-        task = PhaseTask(str(arena.root), arena.rules, arena.limits, arena.python)
+        task = PhaseTask(
+            str(arena.root), arena.rules, arena.limits, arena.python, arena.sandboxed
+        )
         runs: dict[int, dict[str, RunOutcome]] = {i: {} for i in pkgs}
         index = {str(sources[i]): i for i in pkgs}
 
