@@ -103,7 +103,6 @@ def cmd_package(args, project: Project) -> int:
 
 def cmd_evaluate(args, project: Project) -> int:
     from .arena import SubmissionLimitError
-
     from .grade import require_boundary
 
     sandboxed = require_boundary(args.no_sandbox, "tito competition evaluate")
