@@ -19,9 +19,10 @@ import pytest
 import yaml
 from _escape import ESCAPE, ESCAPE_PY
 
-from tinytorch.arena import Arena, build_package
+from tinytorch.arena import build_package
 from tinytorch.arena.harness import DIGITS_FILE
 from tinytorch.competition import CompetitionRules
+from tito.arena import Arena
 from tito.cli import main
 
 pytestmark = pytest.mark.slow
