@@ -43,11 +43,11 @@
 # 6. **Packages**: a folder with the code, the weights and `submission.yaml` (team, category,
 #    technique tags, description), checked before anything runs.
 #
-# The last section hands your package to the **arena** (`tito.arena`, written by the
-# course staff, not by you): it runs every submission in its own sandboxed subprocess with time,
-# memory, file-size and output limits, gives it the test *inputs* only, and keeps the
-# leaderboard in SQLite. You will see it rank good submissions and give broken ones a row that
-# says exactly what went wrong.
+# The last section hands packages to the **arena's evaluation** (`tinytorch.arena`, written by
+# the course staff, not by you): it runs every submission in its own sandboxed subprocess with
+# time, memory, file-size and output limits and gives it the test *inputs* only; the course's
+# server (`tito competition`) keeps the leaderboard. You will see a good entry scored and a
+# broken one given a result that says exactly what went wrong.
 #
 # ## Learning objectives
 # - Measure latency like MLPerf single-stream and explain why each rule is there.
@@ -1648,41 +1648,80 @@ _check_metadata_hidden()
 #
 # Everything so far runs in your own process. A competition server cannot do that: a
 # submission is *untrusted code*. It may crash, hang, eat all memory, print gigabytes, or
-# simply read the test labels and "predict" them. The arena (`tito.arena`, course staff
-# code) therefore runs each package in its **own subprocess**:
+# simply read the test labels and "predict" them. The arena therefore runs each package in its
+# **own subprocess**, behind an **OS boundary** where the machine has one (Linux namespaces
+# through bubblewrap: its own file system view, no network, its own process IDs):
 #
 # - a fresh temporary directory holding a copy of the package and the test **inputs** (a
-#   shuffled `.npy`); the labels never leave the scoring process;
+#   shuffled `.npy`); the labels never leave the scoring process, and the bundled test data is
+#   not even in the sandbox's view of the file system;
 # - wall-time and CPU-time limits, a memory limit (`RLIMIT_AS`), a file-size limit
-#   (`RLIMIT_FSIZE`), a cap on printed output, its own process group (killed at the end);
+#   (`RLIMIT_FSIZE`), a cap on printed output, killed as a whole at the end;
 # - one BLAS thread, pinned to one CPU (`os.sched_setaffinity`), so runs are comparable;
-# - an audit hook (`sys.addaudithook`) that stops reads of the bundled test data, writes
-#   outside the sandbox, new processes, sockets and native-code loading, naming what was tried.
+# - an audit hook (`sys.addaudithook`) as a second layer, naming what was tried.
 #
 # Two timed runs per package: the **inference run** loads the packaged weights and measures
 # `single_stream` latency and accuracy; the **training run** gets a fresh instance *without*
-# the weights and times `train(x, y, budget)` for the speed category. The results go into an
-# SQLite leaderboard, one row per distinct package (same bytes, same row).
-#
-# Below we package the bundled **baseline** sample and a broken one, run both through the
-# arena, and print the leaderboard. Your own entry works the same way: copy
-# `competitions/samples/baseline/` to a folder of your own, change the class, then run
-# `tito competition package my_team --out my_team.zip` (trains, checks and zips it) and, as an
-# instructor would, `tito competition evaluate my_team.zip`.
+# the weights and times `train(x, y, budget)` for the speed category. On the course server the
+# results go into a leaderboard (course staff code, `tito competition evaluate`); here you use
+# the same evaluation **locally** (`tinytorch.arena.Evaluator`, which stores nothing) on two
+# entries written below: the baseline and one that overflows to NaN. Your own entry works the
+# same way: a folder with a `submission.py` holding one `CompetitionSubmission` subclass, then
+# `build_package(folder, out)` and `Evaluator().evaluate(out)`. Your own code on your own
+# machine may run without the OS boundary (the cell says which one it used); the course's
+# arena never does.
 
 # %%
-from tito.arena import Arena, ArenaLimits, build_package, sample_dirs
+from tinytorch.arena import ArenaLimits, Evaluator, build_package
+from tinytorch.arena import boundary as _boundary
 
+_SOURCES = {
+    "baseline": '''
+from tinytorch.competition import CompetitionSubmission
+
+
+class Baseline(CompetitionSubmission):
+    team = "baseline"
+    category = "efficiency"
+    tags = ("mlp", "float32")
+    description = "The reference entry: a 64-hidden-unit MLP, Adam, 20 epochs, float32 weights."
+    stop_accuracy = None
+    max_epochs = 20
+''',
+    "broken_nan": '''
+import numpy as np
+
+from tinytorch.competition import CompetitionSubmission
+
+
+class Overflows(CompetitionSubmission):
+    team = "broken_nan"
+    tags = ("broken", "nan")
+    description = "Softmax without subtracting the max, at temperature 1e-3."
+    hidden, max_epochs = 16, 1
+
+    def predict(self, x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(super().predict(x).astype(np.float32) * 1000.0)
+            return e / e.sum(axis=1, keepdims=True)
+''',
+}
 _work = Path(tempfile.mkdtemp(prefix="competition-"))
-_samples = sample_dirs()
-print("bundled samples:", ", ".join(sorted(_samples)))
-_arena = Arena(_work / "arena", rules=CompetitionRules(), limits=ArenaLimits(wall_seconds=20))
-for _name in ["baseline", "broken_nan"]:
-    _pkg = build_package(_samples[_name], _work / "packages" / _name, check=False)
-    _outcome = _arena.evaluate(_pkg)
-    print(f"{_name:>12}: {_outcome.summary()}")
-print()
-print(_arena.leaderboard_text())
+_why_not = _boundary.probe()  # None when an OS boundary can be started on this machine
+print("OS boundary:", "bubblewrap namespaces" if _why_not is None else f"none here ({_why_not})")
+_evaluator = Evaluator(CompetitionRules(), ArenaLimits(wall_seconds=20), sandboxed=_why_not is None)
+_local_entries = []
+for _team, _code in _SOURCES.items():
+    (_work / "src" / _team).mkdir(parents=True)
+    (_work / "src" / _team / "submission.py").write_text(_code, encoding="utf-8")
+    _pkg = build_package(_work / "src" / _team, _work / "packages" / _team, check=False)
+    _e = _evaluator.evaluate(_pkg)
+    _local_entries.append(_e)
+    if _e.status == "ok":
+        print(f"{_team:>12}: ok, public accuracy {_e.acc_public:.3f}, p50 {_e.latency_p50_ms:.4f}"
+              f" ms, {_e.model_bytes} bytes, train {_e.train_seconds:.2f} s")
+    else:
+        print(f"{_team:>12}: {_e.status}: {_e.error}")
 
 # %% [markdown]
 # The report the arena writes for each submission compares it with the baseline team's best
@@ -1693,7 +1732,7 @@ print(_arena.leaderboard_text())
 if "_sizes" not in globals():
     raise RuntimeError("complete exercise 4, `stored_bytes`, and run the Step 2 size cell first: "
                        "this cell uses its int8 size")
-_base_entry = [e for e in _arena.entries() if e.team == "baseline"][0]
+_base_entry = [e for e in _local_entries if e.team == "baseline"][0]
 _fake_int8 = Entry("example-int8", 99, acc_public=_base_entry.acc_public,
                    latency_p50_ms=_base_entry.latency_p50_ms, model_bytes=_sizes["int8 + scales"],
                    train_seconds=_base_entry.train_seconds)
@@ -1718,5 +1757,6 @@ shutil.rmtree(_work, ignore_errors=True)  # the arena, its database and the pack
 #    honest estimate, and what happens if the private part is too small?
 # 5. The efficiency formula multiplies latency and size under a square root. Propose a
 #    different formula and give one submission it would rank differently.
-# 6. The arena's audit hook is "defense in depth", not a security boundary. Name one thing
-#    a determined attacker could still try, and what layer (user, container, VM) stops it.
+# 6. The arena runs each package behind an OS boundary (namespaces) plus an audit hook. Name
+#    one thing a determined attacker could still try, and what layer (seccomp, a VM, separate
+#    machines) stops it.
