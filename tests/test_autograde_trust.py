@@ -218,10 +218,9 @@ def attacks(pkg_dir: Path, course_dir: Path) -> dict:
             None,
             [0, 0, 1],
             None,
-            [
-                f"scale_impl: refused reading {pkg_dir / 'vec.py'}",
-                f"dot_impl: refused reading {pkg_dir / 'vec.py'}",
-            ],
+            # behind the OS boundary the project's reference file is not in the sandbox's file
+            # system at all (nothing to refuse: the open fails); the static scan still flags it
+            ["scale_impl: imports modules dynamically (importlib)"],
         ),
         "escape": (
             honest(

@@ -414,7 +414,8 @@ def test_solved_16_exports_and_later_code_runs_on_the_students_module(course):
     solution cells), runs it to the end, exports it; then the core's cached generation runs on
     the student's own StaticKVCache, and the released notebook 17 runs in the same
     environment up to its first exercise. No notebook of 17-20 uses module 16 (17 builds on
-    15), so the flow-forward consumer of module 16 is the core's generate(use_cache=True)."""
+    15), so the flow-forward consumer of module 16 is generate() running on the student's own
+    StaticKVCache (cache=StaticKVCache.for_model(model))."""
     project, py, work = course["project"], course["py"], course["work"]
     probe = (
         "import numpy as np\n"
@@ -422,7 +423,8 @@ def test_solved_16_exports_and_later_code_runs_on_the_students_module(course):
         "m = TinyGPT(GPTConfig(vocab_size=16, block_size=32, n_layer=2, n_head=2, d_model=16),"
         " seed=0)\n"
         "p = np.array([[1, 2, 3]])\n"
-        "a = m.generate(p, 8, greedy=True, use_cache=True)\n"
+        "from tinytorch.memory import StaticKVCache\n"
+        "a = m.generate(p, 8, greedy=True, cache=StaticKVCache.for_model(m))\n"
         "b = m.generate(p, 8, greedy=True)\n"
         "assert (a == b).all(), (a, b)\n"
         "import tinytorch.memory as mem; print(mem.__file__)\n"

@@ -68,6 +68,7 @@ class Arena(Evaluator):
         limits: ArenaLimits | None = None,
         baseline_team: str = "baseline",
         python: str | None = None,
+        sandboxed: bool = True,
     ):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,8 @@ class Arena(Evaluator):
         if tmp == self.root or self.root in tmp.parents:
             raise ValueError(f"the arena directory {self.root} must not contain {tmp}")
         self.store = LeaderboardStore(self.root / "leaderboard.sqlite", rules)
-        super().__init__(self.store.rules, limits, python)  # the stored rules win
+        # the stored rules win; sandboxed False only for trusted code (--no-sandbox)
+        super().__init__(self.store.rules, limits, python, sandboxed=sandboxed)
         self.baseline_team = baseline_team
 
     @property
