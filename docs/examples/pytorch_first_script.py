@@ -1,6 +1,7 @@
 """A PyTorch user's first script, run with tinytorch.
 
-Everything below is PyTorch code; only the import lines name tinytorch (with PyTorch:
+Everything below is PyTorch (and, for generate(), Hugging Face) code; only the import lines
+name tinytorch (with PyTorch:
 `import torch`, `import torch.nn as nn`, ...), and one line, marked, converts weights that
 were exported from PyTorch (PyTorch's Linear weight is (out, in), ours (in, out), and
 tinytorch makes that conversion explicit). `tests/test_pytorch_idioms.py` runs `main()`.
@@ -88,7 +89,21 @@ def main(pytorch_weights: str | None = None, epochs: int = 5) -> dict:
             same = bool((restored(X) == logits).all())
     print(f"save/load round trip identical: {same}")
 
-    out = {"accuracy": float(acc), "loss": float(loss), "roundtrip": same}
+    # text generation with Hugging Face's generate() options (with HF: AutoModelForCausalLM)
+    from tinytorch.core.transformer import GPTConfig, TinyGPT
+
+    gpt = TinyGPT(GPTConfig(vocab_size=16, block_size=16, n_layer=1, n_head=2, d_model=16), seed=0)
+    input_ids = torch.tensor([[1, 2, 3]])
+    greedy_ids = gpt.generate(input_ids, max_new_tokens=20)  # greedy, HF's default
+    cached_ids = gpt.generate(input_ids, max_new_tokens=20, use_cache=True)  # past block_size
+    sampled = gpt.generate(
+        input_ids, max_new_tokens=20, do_sample=True, temperature=0.8, top_k=0, top_p=0.9
+    )
+    assert (greedy_ids == cached_ids).all() and sampled.shape == (1, 23)
+    print("generated:", greedy_ids[0].tolist(), "sampled:", sampled[0].tolist())
+
+    out = {"accuracy": float(acc), "loss": float(loss), "roundtrip": same,
+           "generated": greedy_ids[0].tolist()}
     if pytorch_weights:
         # weights exported from PyTorch: np.savez(p, **{k: v.numpy() for k, v in sd.items()})
         sd = dict(np.load(pytorch_weights))
