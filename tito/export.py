@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tinytorch.student import top_level_names  # one reading of a module's names (stdlib)
 
 from . import _io
 from .errors import CheckFailed, SourceError
@@ -45,41 +46,6 @@ def _tidy(code: str) -> str:
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines)
-
-
-def top_level_names(code: str) -> set[str]:
-    """Names bound at module level: defs, classes, assignments, imports (also under if/try)."""
-    names: set[str] = set()
-
-    def targets(node: ast.AST) -> None:
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, ast.Tuple | ast.List):
-            for elt in node.elts:
-                targets(elt)
-        elif isinstance(node, ast.Starred):
-            targets(node.value)
-
-    def visit(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                names.add(node.name)
-            elif isinstance(node, ast.Assign):
-                for t in node.targets:
-                    targets(t)
-            elif isinstance(node, ast.AnnAssign | ast.AugAssign):
-                targets(node.target)
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                for alias in node.names:
-                    names.add((alias.asname or alias.name).split(".")[0])
-            elif isinstance(node, ast.If | ast.Try | ast.With | ast.For | ast.While):
-                for attr in ("body", "orelse", "finalbody"):
-                    visit(getattr(node, attr, []) or [])
-                for handler in getattr(node, "handlers", []) or []:
-                    visit(handler.body)
-
-    visit(ast.parse(code).body)
-    return names
 
 
 def _check_exports(src: ModuleSource, text: str) -> None:

@@ -170,6 +170,8 @@ def top_level_names(code: str) -> set[str]:
         elif isinstance(target, ast.Tuple | ast.List):
             for elt in target.elts:
                 bind(elt)
+        elif isinstance(target, ast.Starred):
+            bind(target.value)
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
