@@ -11,7 +11,14 @@ import numpy as np
 from tinytorch.competition import CompetitionSubmission
 from tinytorch.core.data import DataLoader, TensorDataset
 from tinytorch.core.nn import ReLU, Sequential
-from tinytorch.quantization import QParams, QuantizedLinear, calibrate, convert, prepare
+from tinytorch.quantization import (
+    QConfig,
+    QParams,
+    QuantizedLinear,
+    calibrate,
+    convert,
+    prepare,
+)
 
 
 class Int8(CompetitionSubmission):
@@ -44,6 +51,7 @@ class Int8(CompetitionSubmission):
                 QuantizedLinear(
                     arrays[f"{i}.weight"], arrays[f"{i}.weight_scale"], arrays[f"{i}.bias"],
                     input_qparams,
+                    weight_bits=QConfig().weight_bits,  # what convert() used: the default
                 )
             )
         self.model = Sequential(layers[0], ReLU(), layers[1])
