@@ -411,7 +411,7 @@ def test_competition_latency_only_on_the_benchmark_worker(cluster, dask_ex, tmp_
     for name in packages:
         got, want = by_name[name].outcome.entry, local.evaluate(packages[name]).entry
         assert (got.status, got.acc_public, got.acc_private) == (
-            want.status, want.acc_public, want.acc_private), name
+            want.status, want.acc_public, want.acc_private), f"{name}: {got.error or want.error}"
         if got.status == "ok":
             assert got.latency_p50_ms > 0 and got.speed_acc_public is not None
     assert arena.problems() == []
