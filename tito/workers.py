@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import tempfile
 import time
@@ -36,6 +35,7 @@ from .project import Project
 from .results import CellScore, StudentResult
 
 GRACE_SECONDS = 10.0  # a cell past its time limit gets this long to stop before a kill
+MAX_FILE_BYTES = 64 << 20  # one data file of a submission given to its grading process
 WORKER_FAILED = "grading worker failed"
 SANDBOX_FAILED = "grading sandbox"
 INTERNAL_ERROR = "internal grading error"
@@ -370,22 +370,19 @@ def _timestamp(ctx: GradingContext, student: str) -> str | None:
 
 def _copy_inputs(src: Path, dest: Path) -> None:
     """The submission's other files (data a notebook reads), not notebooks: the grading
-    process works in a private copy."""
+    process works in a private copy, of the same files ``_read_inputs`` sends into the
+    sandbox."""
     dest.mkdir(parents=True)
-    if not src.is_dir():
-        return
-    for item in src.iterdir():
-        if item.suffix == ".ipynb" or item.is_symlink():
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dest / item.name, symlinks=False, ignore_dangling_symlinks=True)
-        elif item.is_file() and item.stat().st_size <= 64 << 20:
-            shutil.copy2(item, dest / item.name)
+    for rel, data in _read_inputs(src).items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def _read_inputs(src: Path) -> dict[str, bytes]:
-    """The submission's data files (what ``_copy_inputs`` copies), read here and sent into the
-    sandbox: regular files only, never through a symlink, at most MAX_INPUT_BYTES in all."""
+    """The submission's data files, read here and sent into the sandbox (or copied, by
+    ``_copy_inputs``): regular files only, never through a symlink, each at most
+    MAX_FILE_BYTES and at most MAX_INPUT_BYTES in all."""
     files: dict[str, bytes] = {}
     total = 0
     if not src.is_dir() or src.is_symlink():
@@ -400,14 +397,14 @@ def _read_inputs(src: Path) -> dict[str, bytes]:
             if not path.is_file():
                 continue
             size = path.stat().st_size
-            if size > 64 << 20 or total + size > boundary.MAX_INPUT_BYTES:
+            if size > MAX_FILE_BYTES or total + size > boundary.MAX_INPUT_BYTES:
                 continue
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
-                files[rel] = f.read(64 << 20)
+                files[rel] = f.read(MAX_FILE_BYTES)
             total += len(files[rel])
     return files
 
