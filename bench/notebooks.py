@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 from tito.build import ensure_built  # noqa: E402
 from tito.grade import autograde  # noqa: E402
 from tito.modules import discover_modules, resolve  # noqa: E402
-from tito.nbg import prepare_environment  # noqa: E402
 from tito.project import Project  # noqa: E402
 from tito.release import release_module  # noqa: E402
 from tito.samples import samples  # noqa: E402
 from tito.source import parse_source  # noqa: E402
+from tito.validate import notebook_client  # noqa: E402
 
 NOTEBOOK_TARGET_S = 60.0  # a module's solved notebook, cold, on a 2-core machine
 GRADING_TARGET_S = 10.0  # 300 students x 6 modules in < 2.5 h on 2 cores
@@ -66,22 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def time_notebook(path: Path, src, cell_timeout: int = 600) -> dict:
     """Run ``path`` cold in a fresh kernel; total wall time (kernel start included) and the
     seconds of every code cell, with its source line."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    prepare_environment()
-    with tempfile.TemporaryDirectory(prefix="bench-nb-") as tmp:
-        work = Path(tmp) / "nb"
-        shutil.copytree(path.parent, work)
-        nb = nbformat.read(work / path.name, as_version=4)
-        client = NotebookClient(
-            nb,
-            timeout=cell_timeout,
-            kernel_name="python3",
-            allow_errors=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            resources={"metadata": {"path": str(work)}},
-        )
+    with notebook_client(path, cell_timeout, prefix="bench-nb-") as (client, nb):
         cells = []
         t0 = time.perf_counter()
         with client.setup_kernel():

@@ -13,8 +13,6 @@ Exercises are numbered from 1 in notebook order, as the notebooks' messages name
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,10 +162,9 @@ def find_notebook(module: str, notebook: str | None, project=None) -> Path:
 def check_notebook(path: Path | str, *, timeout: float = 120) -> CheckReport:
     """Run a copy of the notebook at ``path`` with errors allowed; a row per check."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .nbg import prepare_environment
+    from .validate import notebook_client
 
     path = Path(path)
     try:
@@ -177,22 +174,10 @@ def check_notebook(path: Path | str, *, timeout: float = 120) -> CheckReport:
     exercises, rows = plan(nb)
     if not rows:
         raise TitoError(f"{path}: no check cells (nbgrader grade cells) in this notebook")
-    prepare_environment()
     start = time.perf_counter()
     errors: dict[int, tuple[str, str]] = {}
     died: str | None = None
-    with tempfile.TemporaryDirectory(prefix="tito-check-") as tmp:
-        work = Path(tmp) / "nb"
-        shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            interrupt_on_timeout=True,
-            kernel_name="python3",
-            allow_errors=True,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            resources={"metadata": {"path": str(work)}},
-        )
+    with notebook_client(path, timeout, "tito-check-", allow_errors=True, nb=nb) as (client, _):
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,25 +43,11 @@ def validate_module(
 ) -> ValidateResult:
     """Execute the instructor notebook in a temp copy of its directory, stopping at the
     first failing cell (CheckFailed naming the source line, cell and exception)."""
-    import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = ensure_built(src, project)
     start = time.perf_counter()
-    prepare_environment()
-    with tempfile.TemporaryDirectory(prefix=f"tito-validate-{src.spec.id}-") as tmp:
-        work = Path(tmp) / src.spec.id
-        shutil.copytree(path.parent, work)
-        nb = nbformat.read(work / path.name, as_version=4)
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            allow_errors=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            resources={"metadata": {"path": str(work)}},
-        )
+    with notebook_client(path, timeout, prefix=f"tito-validate-{src.spec.id}-") as (client, nb):
         run = 0
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
@@ -77,6 +64,35 @@ def validate_module(
                     raise _failure(src, project, cell, f"kernel died: {exc}") from None
                 run += 1
     return ValidateResult(src.spec, path, run, time.perf_counter() - start)
+
+
+@contextmanager
+def notebook_client(
+    path: Path, timeout: float, prefix: str = "tito-nb-", *, allow_errors: bool = False, nb=None
+):
+    """(client, nb) for running ``path`` as a student would: its folder copied to a temp dir
+    (deleted afterwards), one kernel. ``nb``: the notebook already read (default: read from the
+    copy). ``allow_errors``: go on after a failing cell (a timeout interrupts the cell). Start
+    the kernel with ``client.setup_kernel()`` and run cells with ``client.execute_cell``."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    prepare_environment()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp) / path.parent.name
+        shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        if nb is None:
+            nb = nbformat.read(work / path.name, as_version=4)
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            interrupt_on_timeout=allow_errors,
+            kernel_name="python3",
+            allow_errors=allow_errors,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            resources={"metadata": {"path": str(work)}},
+        )
+        yield client, nb
 
 
 def _failure(src: ModuleSource, project: Project, nb_cell, problem: str) -> CheckFailed:
