@@ -141,7 +141,6 @@ def build_context(
     # stub (default), a prebuilt one (a path to its package directory), or, with False, the
     # project's package with the graded module's file stubbed by the boundary
     site = _student_site(spec, project, cfg.TitoAutograde.get("student_build", True))
-    build = str(Path(site) / package) if site else None
     policy = sandbox.Policy(
         module_id=spec.id,
         blocked_modules=(blocked,),
@@ -162,13 +161,12 @@ def build_context(
         limits=limits,
         preload=tuple(sorted(preload)),
         package=package,
-        package_dir=str(build or project.package_dir),
+        package_dir=str(Path(site) / package if site else project.package_dir),
         module_aliases=tuple(sorted(aliases)),
         student_site=site,
         sandboxed=sandboxed,
         work_mb=int(limits.work_mb),
         hidden_modules=tuple(str(m) for m in (cfg.TitoAutograde.get("hidden_modules") or ())),
-        student_build=bool(build),
     )
 
 

@@ -83,8 +83,12 @@ class GradingContext:
     work_mb: int = 512  # size of the sandbox's tmpfs: all a notebook may write
     # package modules stubbed inside besides the graded one (unpublished modules)
     hidden_modules: tuple[str, ...] = ()
-    # package_dir is a student build (issue 15): the installed full package is not mounted
-    student_build: bool = False
+
+    @property
+    def student_build(self) -> bool:
+        """package_dir is a student build's (issue 15): the installed full package is not
+        mounted in the sandbox."""
+        return self.student_site is not None
 
     @property
     def blocked(self) -> str:
