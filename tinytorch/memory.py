@@ -360,7 +360,8 @@ class SlidingWindowKVCache(KVCache):
         super().__init__(n_layers)
 
     def reset(self) -> None:
-        super().reset()
+        self.keys: list[np.ndarray | None] = [None] * self.n_layers
+        self.values: list[np.ndarray | None] = [None] * self.n_layers
         self._seen = [0] * self.n_layers
 
     def update(self, key, value, layer_idx: int):

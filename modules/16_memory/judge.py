@@ -455,7 +455,7 @@ def _prof_judge(inputs: dict, outputs: dict, seconds):
 @judges.inputs("static_cache_memory_matches_model")
 def _mem_inputs(rng: np.random.Generator) -> dict:
     h = int(rng.choice([2, 4]))
-    spec = {"vocab_size": 50, "block_size": int(rng.integers(500, 900)),
+    spec = {"vocab_size": 50, "block_size": int(rng.integers(700, 1000)),
             "n_layer": int(rng.integers(2, 4)), "n_head": h,
             "d_model": h * int(rng.choice([24, 32])), "seed": int(rng.integers(10_000))}
     batch = int(rng.integers(1, 3))
