@@ -937,10 +937,10 @@ def _generate(model, prompt, n):
     cache = CountingCache.for_model(model, b, t + n + 1)
     model.train()
     ids = generate_cached(model, prompt, n, cache=cache)
-    training = model.training
+    mode_after = model.training
     one_d = generate_cached(model, prompt[0], n, cache=LibraryCache.for_model(model, 1, t + n + 1))
     return {"ids": ids, "sizes": cache.sizes, "seq": cache.get_seq_length(),
-            "training": training, "one_d": one_d}
+            "training": mode_after, "one_d": one_d}
 
 
 with _probe("16_memory", "generate_cached_matches_uncached") as _p, library_forward():
@@ -1253,10 +1253,12 @@ with _probe("16_memory", "static_cache_writes_in_place") as _p:
 
     _p.record("reset", _reset, _kvc)
     _m = model_from_spec(_in["spec"])
-    _p.record("gen", lambda: _m.generate(_in["prompt"], _in["n"], greedy=True,
-                                         cache=StaticKVCache.for_model(
-                                             _m, _in["prompt"].shape[0],
-                                             _in["prompt"].shape[1] + _in["n"])))
+
+    def _static_generate(model, prompt, n):
+        kvc = StaticKVCache.for_model(model, prompt.shape[0], prompt.shape[1] + n)
+        return model.generate(prompt, n, greedy=True, cache=kvc)
+
+    _p.record("gen", _static_generate, _m, _in["prompt"], _in["n"])
     _p.record("bad_ctor", StaticKVCache, 1, 1, 1, 0, 1)
 ### END HIDDEN TESTS
 
@@ -1396,14 +1398,14 @@ from tito.probe import probe as _probe
 
 
 def _profile_main(kept_n, temp_n, dtype):
-    prof = MemoryProfiler()
-    with prof:
+    profiler = MemoryProfiler()
+    with profiler:
         kept = np.ones(kept_n, dtype=dtype)
         tmp = np.ones(temp_n, dtype=dtype)
         del tmp
-    out = {"tracing": tracemalloc.is_tracing(), "numpy_bytes": prof.numpy_bytes,
-           "current_bytes": prof.current_bytes, "peak_bytes": prof.peak_bytes,
-           "numpy_blocks": prof.numpy_blocks}
+    out = {"tracing": tracemalloc.is_tracing(), "numpy_bytes": profiler.numpy_bytes,
+           "current_bytes": profiler.current_bytes, "peak_bytes": profiler.peak_bytes,
+           "numpy_blocks": profiler.numpy_blocks}
     del kept
     return out
 
@@ -1507,10 +1509,10 @@ def _static_peak(spec, batch, prompt, n):
         model = TinyGPT(cfg, seed=spec["seed"])
         kvc = StaticKVCache.for_model(model, batch_size=batch)
         model.generate(prompt, n, greedy=True, cache=kvc)
-        peak = tracemalloc.get_traced_memory()[1]
+        top = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return {"peak": peak, "buffers": sum(a.nbytes for a in kvc.keys + kvc.values)}
+    return {"peak": top, "buffers": sum(a.nbytes for a in kvc.keys + kvc.values)}
 
 
 with _probe("16_memory", "static_cache_memory_matches_model") as _p:
