@@ -1279,6 +1279,56 @@ for _len in [64, 1024, 8192]:
 # grows with `layers × width × length`. The static cache has a second advantage that matters
 # on accelerators: fixed shapes and addresses, so the step can be compiled once.
 #
+# The static cache's memory is also predictable: generating with it should need the model's
+# weights plus `kv_cache_bytes(...)` of buffers, and little else, because a decode step's
+# activations are one position wide. The next check measures the peak with Python's
+# `tracemalloc` (Step 7 explains it and wraps it into a profiler) and compares.
+
+# %% nbgrader={"grade": true, "grade_id": "static_cache_memory_matches_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+"""Measured peak of static-cache generation is within 10% of weights + the KV cache."""
+_cfg = GPTConfig(vocab_size=50, block_size=800, n_layer=2, n_head=2, d_model=64)
+tracemalloc.stop()  # measured with tracemalloc itself: this check does not use MemoryProfiler
+tracemalloc.start()
+try:
+    _model = TinyGPT(_cfg, seed=0)
+    _cache = StaticKVCache.for_model(_model, batch_size=1)
+    _model.generate(np.arange(8), 16, greedy=True, cache=_cache)
+    _peak = tracemalloc.get_traced_memory()[1]
+finally:
+    tracemalloc.stop()
+_weights = sum(p.data.nbytes for p in _model.parameters())
+_kv = 2 * 2 * 1 * 2 * 800 * 32 * 4  # keys + values x layers x B x H x T x D x float32 bytes
+_ratio = _peak / (_weights + _kv)
+assert 1.0 <= _ratio <= 1.10, (
+    f"peak / (weights + KV cache) = {_ratio:.3f}, expected within [1.0, 1.1]: StaticKVCache "
+    "should allocate its buffers once, exactly max_seq_len positions, and nothing per step"
+)
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+
+def _static_peak(spec, batch, prompt, n):
+    cfg = GPTConfig(**{k: v for k, v in spec.items() if k != "seed"})
+    tracemalloc.stop()
+    tracemalloc.start()
+    try:
+        model = TinyGPT(cfg, seed=spec["seed"])
+        kvc = StaticKVCache.for_model(model, batch_size=batch)
+        model.generate(prompt, n, greedy=True, cache=kvc)
+        top = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return {"peak": top, "buffers": sum(a.nbytes for a in kvc.keys + kvc.values)}
+
+
+with _probe("16_memory", "static_cache_memory_matches_model") as _p:
+    _p.record("mem", _static_peak, _p.inputs["spec"], _p.inputs["batch"], _p.inputs["prompt"],
+              _p.inputs["n"])
+### END HIDDEN TESTS
+
+
+# %% [markdown]
 # ## Step 7: measuring memory
 #
 # Python's `tracemalloc` records every allocation made through Python's allocators, with the
@@ -1460,9 +1510,9 @@ with _probe("16_memory", "memory_profiler_measures") as _p:
 # %% [markdown]
 # ### Prediction vs measurement
 #
-# Generation with a static cache should need the model's weights plus the cache, and little
-# else: a decode step's activations are one position wide. Build a model and a static cache
-# inside the profiler, generate, and compare the peak with `weights + kv_cache_bytes(...)`:
+# The check of Step 6 compared the peak of static-cache generation with the model
+# `weights + kv_cache_bytes(...)`. Now with your profiler, on a bigger model: build the model
+# and a static cache inside the profiler, generate, and compare:
 
 # %% tags=["demo"]
 _cfg = GPTConfig(vocab_size=64, block_size=512, n_layer=4, n_head=4, d_model=128)
@@ -1476,49 +1526,6 @@ print(mem_prof)
 print(f"weights {mem_weights / 2**20:.3f} MB + KV cache model {mem_kv / 2**20:.3f} MB = "
       f"{(mem_weights + mem_kv) / 2**20:.3f} MB; measured peak / model = "
       f"{mem_prof.peak_bytes / (mem_weights + mem_kv):.3f}")
-
-# %% nbgrader={"grade": true, "grade_id": "static_cache_memory_matches_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-"""Measured peak of static-cache generation is within 10% of weights + the KV cache."""
-_cfg = GPTConfig(vocab_size=50, block_size=800, n_layer=2, n_head=2, d_model=64)
-tracemalloc.stop()  # measured with tracemalloc itself: this check does not use MemoryProfiler
-tracemalloc.start()
-try:
-    _model = TinyGPT(_cfg, seed=0)
-    _cache = StaticKVCache.for_model(_model, batch_size=1)
-    _model.generate(np.arange(8), 16, greedy=True, cache=_cache)
-    _peak = tracemalloc.get_traced_memory()[1]
-finally:
-    tracemalloc.stop()
-_weights = sum(p.data.nbytes for p in _model.parameters())
-_kv = 2 * 2 * 1 * 2 * 800 * 32 * 4  # keys + values x layers x B x H x T x D x float32 bytes
-_ratio = _peak / (_weights + _kv)
-assert 1.0 <= _ratio <= 1.10, (
-    f"peak / (weights + KV cache) = {_ratio:.3f}, expected within [1.0, 1.1]: StaticKVCache "
-    "should allocate its buffers once, exactly max_seq_len positions, and nothing per step"
-)
-
-### BEGIN HIDDEN TESTS
-from tito.probe import probe as _probe
-
-
-def _static_peak(spec, batch, prompt, n):
-    cfg = GPTConfig(**{k: v for k, v in spec.items() if k != "seed"})
-    tracemalloc.stop()
-    tracemalloc.start()
-    try:
-        model = TinyGPT(cfg, seed=spec["seed"])
-        kvc = StaticKVCache.for_model(model, batch_size=batch)
-        model.generate(prompt, n, greedy=True, cache=kvc)
-        top = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return {"peak": top, "buffers": sum(a.nbytes for a in kvc.keys + kvc.values)}
-
-
-with _probe("16_memory", "static_cache_memory_matches_model") as _p:
-    _p.record("mem", _static_peak, _p.inputs["spec"], _p.inputs["batch"], _p.inputs["prompt"],
-              _p.inputs["n"])
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Time and memory against sequence length
