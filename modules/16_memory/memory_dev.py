@@ -1702,16 +1702,17 @@ def _slide_logits(model, ids, window):
                          for i in range(ids.shape[1])], axis=1)
 
 
-def _slide_peaks(sizes, window):
-    cfg = GPTConfig(vocab_size=20, block_size=max(sizes) + 20, n_layer=2, n_head=2, d_model=64)
+def _slide_peaks(sizes, window, n_layer, d_model):
+    cfg = GPTConfig(vocab_size=20, block_size=max(sizes) + 20, n_layer=n_layer, n_head=2,
+                    d_model=d_model)
     model = TinyGPT(cfg, seed=0)
-    model.generate(np.arange(8), 10, cache=SlidingWindowKVCache(2, window))  # warm-up
+    model.generate(np.arange(8), 10, cache=SlidingWindowKVCache(n_layer, window))  # warm-up
     peaks = []
     for n in sizes:
         tracemalloc.stop()
         tracemalloc.start()
         try:
-            model.generate(np.arange(8), n, cache=SlidingWindowKVCache(2, window))
+            model.generate(np.arange(8), n, cache=SlidingWindowKVCache(n_layer, window))
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
@@ -1736,7 +1737,8 @@ with _probe("16_memory", "sliding_window_bounded") as _p:
                                            cache=SlidingWindowKVCache(_m.config.n_layer, _t + _n)))
     _p.record("long", _slide_logits, model_from_spec(_in["long"]["spec"]), _in["ids"],
               _in["long"]["window"])
-    _p.record("flat", _slide_peaks, _in["flat"]["n"], _in["flat"]["window"])
+    _p.record("flat", _slide_peaks, _in["flat"]["n"], _in["flat"]["window"],
+              _in["flat"]["n_layer"], _in["flat"]["d_model"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
