@@ -876,12 +876,22 @@ def _child(cmd_fd, reply_fd, cells, policy, template, work_dir, protected):
     _send(reply_fd, {"op": "ready"})
     while True:
         msg = _recv(cmd_fd)
-        if not isinstance(msg, dict) or msg.get("op") != "run":
+        op = msg.get("op") if isinstance(msg, dict) else None
+        if op == "arm":  # before a judged grade cell: its probe's inputs (not timed)
+            if _arm is not None:
+                _arm(msg["module"], msg["check"], msg["payload"])
+            _send(reply_fd, {"op": "armed", "nonce": msg["nonce"]})
+            continue
+        if op == "collect":  # after it: what its probe recorded (not timed)
+            try:
+                payload = _collect() if _collect is not None else None
+            except BaseException as exc:  # noqa: B036 -- whatever broke, the judge says why
+                payload = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            _send(reply_fd, {"op": "probe", "nonce": msg["nonce"], "probe": payload})
+            continue
+        if op != "run":
             os._exit(0)
         spec = cells[int(msg["i"])]
-        armed = msg.get("probe")
-        if armed is not None and _arm is not None:
-            _arm(armed["module"], armed["check"], armed["payload"])
         result = _run_cell(
             spec,
             ns,
@@ -898,11 +908,6 @@ def _child(cmd_fd, reply_fd, cells, policy, template, work_dir, protected):
             close_figures,
             _monotonic,
         )
-        if armed is not None:
-            try:
-                result["probe"] = _collect() if _collect is not None else None
-            except BaseException as exc:  # noqa: B036 -- whatever broke, the judge says why
-                result["probe"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         result.update(op="result", i=spec.index, nonce=msg["nonce"])
         _send(reply_fd, result)
 

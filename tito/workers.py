@@ -532,20 +532,23 @@ def execute(
         for k, spec in enumerate(specs if failure is None else []):
             label = spec.label
             nonce = secrets.token_hex(16)
-            request = {"op": "run", "i": k, "nonce": nonce}
             armed = (probes or {}).get(spec.index)
-            if armed is not None:
-                request["probe"] = {
-                    "module": ctx.module_id,
-                    "check": armed.check_id,
-                    "payload": armed.payload,
-                }
+            if armed is not None:  # hand the probe its inputs first: the transfer is not timed
+                _exchange(
+                    cmd_w, rep_r, deadline,
+                    {"op": "arm", "module": ctx.module_id, "check": armed.check_id,
+                     "payload": armed.payload},
+                    "armed",
+                )
             sent = time.perf_counter()
-            sandbox.send_msg(cmd_w, request)
+            sandbox.send_msg(cmd_w, {"op": "run", "i": k, "nonce": nonce})
             msg = sandbox.recv_msg(
                 rep_r, min(deadline, time.monotonic() + limits.cell_timeout + grace)
             )
             outside = time.perf_counter() - sent  # the cell's time, measured out of reach
+            if armed is not None and isinstance(msg, dict):
+                got = _exchange(cmd_w, rep_r, deadline, {"op": "collect"}, "probe")
+                msg["probe"] = got.get("probe")
             if (
                 not isinstance(msg, dict)
                 or msg.get("op") != "result"
@@ -583,6 +586,16 @@ def execute(
     if died:
         failure = f"the grading process died ({_death(status)}) while running cell {label}"
     return Execution(results, failure, time.monotonic() - start)
+
+
+def _exchange(cmd_w: int, rep_r: int, deadline: float, request: dict, answer: str) -> dict:
+    """One request and its one answer (op ``answer``, the request's nonce) within 60 s."""
+    nonce = secrets.token_hex(16)
+    sandbox.send_msg(cmd_w, {**request, "nonce": nonce})
+    msg = sandbox.recv_msg(rep_r, min(deadline, time.monotonic() + 60))
+    if not isinstance(msg, dict) or msg.get("op") != answer or msg.get("nonce") != nonce:
+        raise sandbox.ProtocolError("unexpected reply")
+    return msg
 
 
 def _pending(fd: int) -> bool:
