@@ -11,7 +11,7 @@ run; ``inline`` runs in this process. A Dask executor is ``lambda fn, batches:
 (f.result() for f in as_completed(client.map(fn, batches)))``: a batch's results are plain data
 that the parent merges into the gradebook, so workers need no access to it.
 
-In a worker, ``Template`` (tito/sandbox.py) imports what the trusted cells import, once; every
+In a worker, ``Template`` (tito/guard.py) imports what the trusted cells import, once; every
 notebook then runs in a fresh ``os.fork()`` of that pristine state (milliseconds, where starting
 a Jupyter kernel takes about a second), under the limits and the guard, and is killed after its
 last cell. A worker never runs student code itself, so nothing a student does survives into the
