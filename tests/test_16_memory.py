@@ -526,9 +526,10 @@ def test_every_grade_cell_is_a_probe_with_a_judge():
 def test_an_unsolved_exercise_fails_only_its_own_checks():
     """With one exercise left as the student gets it (a stub), every other exercise's checks
     still pass: no check goes through another exercise's result."""
+    import dataclasses
     import re
 
-    from wrong_versions.runner import WrongVersion, run
+    from wrong_versions.runner import run
 
     cells = _module_cells()
     owners: dict[str, str] = {}
@@ -538,13 +539,16 @@ def test_an_unsolved_exercise_fails_only_its_own_checks():
             exercise = c.grade_id
         elif c.is_grade:
             owners[c.grade_id] = exercise
-    for c in cells:
+    for k, c in enumerate(cells):
         if not c.is_solution:
             continue
         stub = re.sub(r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
                       lambda m: m.group(1) + "raise NotImplementedError()", c.body, flags=re.S)
-        out = run("16_memory", WrongVersion(c.grade_id, "unsolved", stub), cells)
-        failed = {k for k in {*out.visible, *out.hidden} if k in owners}
+        plain = dataclasses.replace(c, source=stub, metadata={}, regions=[],
+                                    directive_lines=set(), export=False)
+        # the whole notebook runs (wrong=None), with this exercise as the student gets it
+        out = run("16_memory", None, [*cells[:k], plain, *cells[k + 1 :]])
+        failed = {g for g in {*out.visible, *out.hidden} if g in owners}
         assert failed == {g for g, ex in owners.items() if ex == c.grade_id}, (
             f"with {c.grade_id} unsolved, these checks fail: {sorted(failed)}"
         )
