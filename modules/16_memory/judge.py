@@ -21,7 +21,11 @@ What stays forgeable (the probe runs in the student's process, so its evidence i
   computed in the student's process (the returned values themselves are compared here);
 - the `tracemalloc` numbers (profiler, static-cache peak, sliding-window flat memory) are
   measured in the student's process: code that knows the checks can report made-up numbers
-  in the right ranges (the sizes are drawn fresh, so it must read them from the probe).
+  in the right ranges (the sizes are drawn fresh, so it must read them from the probe);
+- no judge here uses the cell time measured outside (`seconds`): a cached and an uncached
+  generation differ by a few x only at lengths that cost seconds, and on a shared 2-core
+  machine a time threshold would fail honest notebooks; the update-size log above is the
+  evidence instead.
 """
 
 import numpy as np
@@ -566,8 +570,8 @@ def _slide_judge(inputs: dict, outputs: dict, seconds):
     grew = int(peaks[1]) - int(peaks[0])
     expect.that(grew < growing / 2,
                 f"sliding-window peak memory should stay flat: generating {n2} instead of {n1} "
-                f"tokens raised the peak by {grew} bytes (keeping every position adds "
-                f"{growing})")
+                f"tokens raised the peak by {grew} bytes, about as much as keeping every "
+                "position would")
     reset = expect.returned(outputs, "reset", "reset()")
     expect.that(reset["seq"] == 0 and reset["none"] is True,
                 "reset() should forget every position and count from 0")
