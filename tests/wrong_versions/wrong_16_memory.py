@@ -47,6 +47,8 @@ WRONG = [
     _edit("kv_cache", "get_seq_length reads the heads axis",
           ("return 0 if k is None else int(k.shape[2])",
            "return 0 if k is None else int(k.shape[1])")),
+    _edit("kv_cache", "get_seq_length never advances (always 0)",
+          ("return 0 if k is None else int(k.shape[2])", "return 0")),
     _edit("kv_cache", "memory_bytes counts keys only",
           ("a.nbytes for a in self.keys + self.values", "a.nbytes for a in self.keys")),
     _edit("kv_cache", "returns only the new positions",
