@@ -143,18 +143,18 @@ def _bytes_judge(inputs: dict, outputs: dict, seconds):
 # ---- 3. KVCache ----------------------------------------------------------------------------------
 @judges.inputs("kv_cache_appends")
 def _kv_inputs(rng: np.random.Generator) -> dict:
-    out: dict = {"n_trials": 6}
-    for i in range(6):
+    out: dict = {"n_trials": 4}
+    for i in range(4):
         n_layers = int(rng.integers(1, 4))
         b, h, d = (int(x) for x in rng.integers(1, 4, size=3))
         dt = ["float32", "float64"][i % 2]
-        ops = []
-        for j in range(int(rng.integers(6, 12))):
-            layer, t = int(rng.integers(n_layers)), int(rng.integers(1, 4))
-            ops.append([layer, t])
-            out[f"k{i}_{j}"] = rng.standard_normal((b, h, t, d)).astype(dt)
-            out[f"v{i}_{j}"] = rng.standard_normal((b, h, t, d)).astype(dt)
+        ops = [[int(rng.integers(n_layers)), int(rng.integers(1, 4))]
+               for _ in range(int(rng.integers(5, 9)))]  # [layer, new positions] per update
+        total = sum(t for _, t in ops)
         out[f"trial{i}"] = {"n_layers": n_layers, "ops": ops}
+        # every update's key and value, side by side along T: update j takes the next t
+        out[f"k{i}"] = rng.standard_normal((b, h, total, d)).astype(dt)
+        out[f"v{i}"] = rng.standard_normal((b, h, total, d)).astype(dt)
     b2 = int(rng.integers(2, 6))
     out["first"] = rng.standard_normal((1, 2, 3, 2))
     out["after_reset"] = rng.standard_normal((b2, 2, 1, 2))
@@ -168,9 +168,11 @@ def _kv_judge(inputs: dict, outputs: dict, seconds):
         n_layers, ops = inputs[f"trial{i}"]["n_layers"], inputs[f"trial{i}"]["ops"]
         ref_k: list = [[] for _ in range(n_layers)]
         ref_v: list = [[] for _ in range(n_layers)]
+        start = 0
         for j, (layer, t) in enumerate(ops):
-            ref_k[layer].append(inputs[f"k{i}_{j}"])
-            ref_v[layer].append(inputs[f"v{i}_{j}"])
+            ref_k[layer].append(inputs[f"k{i}"][:, :, start : start + t])
+            ref_v[layer].append(inputs[f"v{i}"][:, :, start : start + t])
+            start += t
             what = f"update {j + 1} (layer {layer} of {n_layers}, {t} new positions)"
             keys, values = _arrays(outputs, f"u{i}_{j}", 2, what)
             _same(keys, np.concatenate(ref_k[layer], axis=2), f"{what}: returned keys")
@@ -509,13 +511,12 @@ class _RefWindow:
 
 @judges.inputs("sliding_window_bounded")
 def _slide_inputs(rng: np.random.Generator) -> dict:
-    out: dict = {"n_trials": 4}
-    for i in range(4):
+    out: dict = {"n_trials": 3}
+    for i in range(3):
         w = int(rng.integers(1, 6))
-        ts = [int(rng.integers(1, 4)) for _ in range(7)]
+        ts = [int(rng.integers(1, 4)) for _ in range(6)]
         out[f"trial{i}"] = {"window": w, "ts": ts}
-        for j, t in enumerate(ts):
-            out[f"k{i}_{j}"] = rng.standard_normal((2, 1, t, 2))
+        out[f"k{i}"] = rng.standard_normal((2, 1, sum(ts), 2))  # update j takes the next ts[j]
     spec = _spec(rng, block_size=24)
     t = int(rng.integers(1, 6))
     out["short"] = {"spec": spec, "n": int(rng.integers(1, 24 - t + 1))}
@@ -533,7 +534,7 @@ def _slide_judge(inputs: dict, outputs: dict, seconds):
         w, ts = inputs[f"trial{i}"]["window"], inputs[f"trial{i}"]["ts"]
         joined = None
         for j, t in enumerate(ts):
-            k = inputs[f"k{i}_{j}"]
+            k = inputs[f"k{i}"][:, :, sum(ts[:j]) : sum(ts[: j + 1])]
             kept = 0 if joined is None else min(joined.shape[2], w)
             joined = k if joined is None else np.concatenate([joined, k], axis=2)
             step = f"SlidingWindowKVCache(window={w}): update {j + 1} ({t} new positions)"

@@ -105,8 +105,6 @@ import os
 import statistics
 import time
 
-import matplotlib.pyplot as plt
-
 from tinytorch.core.tensor import default_dtype
 from tinytorch.core.transformer import GPTConfig
 
@@ -552,9 +550,11 @@ with _probe("16_memory", "kv_cache_appends") as _p:
     _in = _p.inputs
     for _i in range(_in["n_trials"]):
         _n_layers, _ops = _in[f"trial{_i}"]["n_layers"], _in[f"trial{_i}"]["ops"]
-        _kvc = KVCache(_n_layers)
-        for _j, (_layer, _) in enumerate(_ops):
-            _k, _v = _in[f"k{_i}_{_j}"], _in[f"v{_i}_{_j}"]
+        _kvc, _start = KVCache(_n_layers), 0
+        for _j, (_layer, _t) in enumerate(_ops):
+            _k = _in[f"k{_i}"][:, :, _start : _start + _t].copy()  # the caller's own buffers
+            _v = _in[f"v{_i}"][:, :, _start : _start + _t].copy()
+            _start += _t
             _p.record(f"u{_i}_{_j}", lambda c=_kvc, k=_k, v=_v, lay=_layer:
                       [_array(x) for x in c.update(k, v, lay)])
             _k[...] = 0.0  # the caller reuses its buffers: the cache must have copied
@@ -1560,6 +1560,8 @@ for _n, _u, _g, _s in mem_rows:
     print(f"{_n:>10} {_u / 2**20:>18.3f} {_g / 2**20:>8.3f} {_s / 2**20:>7.3f} "
           f"{_kv / 2**20:>9.3f}")
 
+import matplotlib.pyplot as plt
+
 _fig, (_ax1, _ax2) = plt.subplots(1, 2, figsize=(11, 4))
 _ns = [r[0] for r in speed_rows]
 _ax1.plot(_ns, [r[1] for r in speed_rows], "o-", label="no cache")
@@ -1728,8 +1730,10 @@ with _probe("16_memory", "sliding_window_bounded") as _p:
     _in = _p.inputs
     for _i in range(_in["n_trials"]):
         _kvc = SlidingWindowKVCache(2, _in[f"trial{_i}"]["window"])
-        for _j, _ in enumerate(_in[f"trial{_i}"]["ts"]):
-            _p.record(f"u{_i}_{_j}", _slide_update, _kvc, _in[f"k{_i}_{_j}"])
+        _start = 0
+        for _j, _t in enumerate(_in[f"trial{_i}"]["ts"]):
+            _p.record(f"u{_i}_{_j}", _slide_update, _kvc, _in[f"k{_i}"][:, :, _start : _start + _t])
+            _start += _t
     _p.record("reset", _slide_reset, _kvc)
     _m = model_from_spec(_in["short"]["spec"])
     _t, _n = _in["prompt"].shape[1], _in["short"]["n"]
