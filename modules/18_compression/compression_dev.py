@@ -181,7 +181,6 @@ def make_mlp(sizes, seed: int = 0) -> Sequential:
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from tinytorch.core.data import DataLoader, TensorDataset
@@ -194,34 +193,6 @@ from tinytorch.core.threads import pin_blas_threads
 from tinytorch.datasets import load_digits
 
 print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
-X_train, y_train = load_digits("train")
-X_test, y_test = load_digits("test")
-test_loader = DataLoader(TensorDataset(X_test, y_test), batch_size=512)
-
-
-def train_loader(seed=0, batch_size=32):
-    return DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size, shuffle=True,
-                      seed=seed)
-
-
-def acc(model):
-    """Test accuracy in percent."""
-    return 100.0 * evaluate(model, test_loader)
-
-
-baseline = make_mlp([64, 256, 256, 10], seed=0)
-baseline.load_state_dict(load_pretrained("digits_mlp_256").state_dict())  # shipped weights
-base_acc = acc(baseline)
-base_state = baseline.state_dict()  # every experiment restarts from these weights
-print(f"baseline 64-256-256-10: {baseline.num_parameters():,} parameters, "
-      f"test accuracy {base_acc:.1f}% (pretrained weights, measured now)")
-
-
-def fresh_baseline():
-    """A copy of the trained baseline (same weights, its own arrays)."""
-    model = make_mlp([64, 256, 256, 10])
-    model.load_state_dict(base_state)
-    return model
 
 
 def _masked_step():
@@ -258,6 +229,39 @@ def require(*numbers):
     if missing:
         raise RuntimeError(f"complete {' and '.join(missing)} (and run its cells) first: "
                            "this cell uses it")
+
+
+# %% tags=["demo"]
+import matplotlib.pyplot as plt
+
+X_train, y_train = load_digits("train")
+X_test, y_test = load_digits("test")
+test_loader = DataLoader(TensorDataset(X_test, y_test), batch_size=512)
+
+
+def train_loader(seed=0, batch_size=32):
+    return DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size, shuffle=True,
+                      seed=seed)
+
+
+def acc(model):
+    """Test accuracy in percent."""
+    return 100.0 * evaluate(model, test_loader)
+
+
+baseline = make_mlp([64, 256, 256, 10], seed=0)
+baseline.load_state_dict(load_pretrained("digits_mlp_256").state_dict())  # shipped weights
+base_acc = acc(baseline)
+base_state = baseline.state_dict()  # every experiment restarts from these weights
+print(f"baseline 64-256-256-10: {baseline.num_parameters():,} parameters, "
+      f"test accuracy {base_acc:.1f}% (pretrained weights, measured now)")
+
+
+def fresh_baseline():
+    """A copy of the trained baseline (same weights, its own arrays)."""
+    model = make_mlp([64, 256, 256, 10])
+    model.load_state_dict(base_state)
+    return model
 
 
 # %% [markdown]
@@ -1638,10 +1642,10 @@ def check_csr_matmul():
     x = np.arange(8, dtype=np.float64).reshape(4, 2)
     got = csr_matmul(a, x)
     assert got.shape == (4, 2), "(4, 4) @ (4, 2) is (4, 2)"
-    assert np.allclose(got, w @ x), (
-        f"expected\n{w @ x}\ngot\n{got}\n(empty rows 1 and 3 must stay 0: np.add.reduceat "
-        "sums nothing for an empty row only if you skip it)"
-    )
+    hint = ("empty rows 1 and 3 must stay 0: np.add.reduceat sums nothing for an empty row "
+            "only if you skip it" if got[[1, 3]].any() else
+            "row r is the sum over its stored values of value * x[column]")
+    assert np.allclose(got, w @ x), f"expected\n{w @ x}\ngot\n{got}\n({hint})"
     v = np.array([1.0, -2.0, 0.5, 4.0])
     assert np.allclose(csr_matmul(a, v), w @ v), "a vector x of shape (cols,) gives (rows,)"
     first_empty = CSRMatrix(np.array([7.0]), np.array([2], np.uint8),
@@ -1994,15 +1998,18 @@ def check_distillation_loss():
     want = formula(s, np.ones((1, 3)), np.array([0]), 1.0, 1.0)
     assert got["scalar"], "return a scalar Tensor"
     assert abs(got["loss"] - want) < 1e-5, (
-        f"KL(uniform || softmax(s)) is {want:.5f}, got {got['loss']} (KL(p||q) = sum p (log p - "
-        "log q) with p the teacher's, q the student's probabilities)"
+        f"T = 1, alpha = 1 (the soft term alone): KL(uniform || softmax(s)) is {want:.5f}, got "
+        f"{got['loss']}; alpha weighs the soft term, and KL(p||q) = sum p (log p - log q) with "
+        "p the teacher's, q the student's probabilities"
     )
     assert got["grad"] is not None, "the loss must be differentiable with respect to the student"
     s = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0], [-1.0, -1.0, 2.0]])
     t = np.array([[1.0, 2.0, 0.0], [0.5, 2.5, -1.0], [2.0, 0.0, 1.0]])
     y = np.array([0, 1, 2])
-    for temp, a, hint in ((4.0, 1.0, "the soft term is scaled by T^2 (4^2 = 16 here): it keeps "
-                                      "its gradient on the scale of the hard term"),
+    for temp, a, hint in ((1.0, 1.0, "a batch of 3: the KL is the mean over the rows of the "
+                                      "batch, not their sum"),
+                          (4.0, 1.0, "the soft term is scaled by T^2 (4^2 = 16 here): it keeps "
+                                     "its gradient on the scale of the hard term"),
                           (4.0, 0.0, "with alpha = 0 the loss is cross_entropy(s, y) on the "
                                      "student's raw logits (not divided by T)"),
                           (2.0, 0.3, "alpha weighs the soft term, 1 - alpha the hard one; the "
