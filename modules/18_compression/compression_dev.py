@@ -183,16 +183,29 @@ import time
 
 import numpy as np
 
-from tinytorch.core.data import DataLoader, TensorDataset
 from tinytorch.core.losses import cross_entropy
 from tinytorch.core.optim import SGD, Adam
-from tinytorch.core.pretrained import load_pretrained
 from tinytorch.core.tensor import Tensor, no_grad
-from tinytorch.core.train import evaluate, fit
 from tinytorch.core.threads import pin_blas_threads
-from tinytorch.datasets import load_digits
 
 print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not scheduling
+
+
+def linear_with(weight):  # the checks build their layers with these two
+    """A Linear whose (in, out) weight is `weight`."""
+    layer = Linear(*weight.shape)
+    layer.weight.data[...] = weight
+    return layer
+
+
+def conv_with(weight, bias=None, stride=1, padding=0):
+    """A Conv2d whose (out, in, k, k) weight is `weight` (and bias, if given)."""
+    out_c, in_c, k, _ = weight.shape
+    layer = Conv2d(in_c, out_c, k, stride=stride, padding=padding)
+    layer.weight.data[...] = weight
+    if bias is not None:
+        layer.bias.data[...] = bias
+    return layer
 
 
 def _masked_step():
@@ -233,6 +246,11 @@ def require(*numbers):
 
 # %% tags=["demo"]
 import matplotlib.pyplot as plt
+
+from tinytorch.core.data import DataLoader, TensorDataset
+from tinytorch.core.pretrained import load_pretrained
+from tinytorch.core.train import evaluate, fit
+from tinytorch.datasets import load_digits
 
 X_train, y_train = load_digits("train")
 X_test, y_test = load_digits("test")
@@ -1145,23 +1163,6 @@ def unit_norms(layer: Module, norm: str = "l1") -> np.ndarray:
 
 
 # %% nbgrader={"grade": true, "grade_id": "unit_norms_score_neurons_and_filters", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-def linear_with(weight):
-    """A Linear whose (in, out) weight is `weight`."""
-    layer = Linear(*weight.shape)
-    layer.weight.data[...] = weight
-    return layer
-
-
-def conv_with(weight, bias=None, stride=1, padding=0):
-    """A Conv2d whose (out, in, k, k) weight is `weight` (and bias, if given)."""
-    out_c, in_c, k, _ = weight.shape
-    layer = Conv2d(in_c, out_c, k, stride=stride, padding=padding)
-    layer.weight.data[...] = weight
-    if bias is not None:
-        layer.bias.data[...] = bias
-    return layer
-
-
 def check_unit_norms():
     """unit_norms scores the output units of Linear (columns) and Conv2d (filters)."""
     lin = linear_with(np.array([[1, -4], [2, 0], [-2, 3]]))
