@@ -702,7 +702,7 @@ class CSRMatrix:
         return csr_matmul(self, x)
 
 
-# %% cell 52: csr_matmul
+# %% cell 53: csr_matmul
 def csr_matmul(a: CSRMatrix, x) -> np.ndarray:
     """A @ x for A in CSR (rows, cols) and x (cols,) or (cols, N), vectorised in numpy."""
     x = _as_array(x)

@@ -214,18 +214,18 @@ def _masked_step():
 
 
 EXERCISES = {  # number -> (what to write, a tiny call of it)
-    1: ("magnitude_mask", lambda: magnitude_mask(np.ones(2), 0.5)),
-    2: ("global_magnitude_masks", lambda: global_magnitude_masks({"w": np.ones(2)}, 0.5)),
-    3: ("MaskedOptimizer.step", _masked_step),
-    4: ("cubic_sparsity", lambda: cubic_sparsity(1, 0.5)),
-    5: ("unit_norms", lambda: unit_norms(Linear(1, 1))),
-    6: ("shrink_outputs and shrink_inputs",
+    1: ("`magnitude_mask`", lambda: magnitude_mask(np.ones(2), 0.5)),
+    2: ("`global_magnitude_masks`", lambda: global_magnitude_masks({"w": np.ones(2)}, 0.5)),
+    3: ("`MaskedOptimizer.step`", _masked_step),
+    4: ("`cubic_sparsity`", lambda: cubic_sparsity(1, 0.5)),
+    5: ("`unit_norms`", lambda: unit_norms(Linear(1, 1))),
+    6: ("`shrink_outputs` and `shrink_inputs`",
         lambda: (shrink_outputs(Linear(1, 1), [0]), shrink_inputs(Linear(1, 1), [0]))),
-    7: ("CSRMatrix.from_dense", lambda: CSRMatrix.from_dense(np.eye(2))),
-    8: ("csr_matmul", lambda: csr_matmul(
+    7: ("`CSRMatrix.from_dense`", lambda: CSRMatrix.from_dense(np.eye(2))),
+    8: ("`csr_matmul`", lambda: csr_matmul(
         CSRMatrix(np.ones(1), np.zeros(1, np.uint8), np.array([0, 1], np.uint8), (1, 1)),
         np.ones(1))),
-    9: ("distillation_loss",
+    9: ("`distillation_loss`",
         lambda: distillation_loss(np.zeros((1, 2)), np.zeros((1, 2)), np.array([0]))),
 }
 
@@ -238,10 +238,11 @@ def require(*numbers):
         try:
             call()
         except (NotImplementedError, NameError):
-            missing.append(f"exercise {number}, `{name}`")
+            missing.append(f"exercise {number}, {name},")
     if missing:
-        raise RuntimeError(f"complete {' and '.join(missing)} (and run its cells) first: "
-                           "this cell uses it")
+        them = "them" if len(missing) > 1 else "it"
+        raise RuntimeError(f"complete {' and '.join(missing)} first (and run the cells after "
+                           f"{them}): this cell uses {them}")
 
 
 # %% tags=["demo"]
@@ -1560,31 +1561,6 @@ csr = CSRMatrix.from_dense(w)
 print(csr)
 print(f"dense {w.nbytes} bytes, CSR {csr.nbytes} bytes")
 
-# %% [markdown]
-# The matmul is the next exercise; the grade check below covers the format and its size.
-
-# %% nbgrader={"grade": false, "grade_id": "csr_matmul", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
-def csr_matmul(a: CSRMatrix, x) -> np.ndarray:
-    """A @ x for A in CSR (rows, cols) and x (cols,) or (cols, N), vectorised in numpy."""
-    x = _as_array(x)
-    rows, cols = a.shape
-    if x.ndim not in (1, 2) or x.shape[0] != cols:
-        raise ValueError(f"cannot matmul CSR {a.shape} and {x.shape}")
-    x2 = x[:, None] if x.ndim == 1 else x  # (cols, N)
-    out = np.zeros((rows, x2.shape[1]), dtype=np.result_type(a.values, x2))
-    if a.nnz:
-        ### BEGIN SOLUTION
-        # one product per stored weight: value * the row of x its column selects
-        prod = x2[a.col_indices] * a.values[:, None]  # (nnz, N)
-        starts = a.row_ptr[:-1].astype(np.intp)  # (rows,)
-        nonempty = starts < a.row_ptr[1:].astype(np.intp)
-        # reduceat sums prod[starts[i]:starts[i+1]]; empty rows are skipped (they stay 0)
-        out[nonempty] = np.add.reduceat(prod, starts[nonempty], axis=0)
-        ### END SOLUTION
-    return out[:, 0] if x.ndim == 1 else out
-
-
 # %% nbgrader={"grade": true, "grade_id": "csr_format_and_size", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def csr_parts(dense, index_dtype=None):
     """The three arrays (and the shape) CSRMatrix.from_dense stores for `dense`."""
@@ -1632,6 +1608,34 @@ with _probe("18_compression", "csr_format_and_size") as _p:
         _p.record(f"csr{_k}", csr_parts, _d)
     _p.record(f"csr{len(_mats)}", csr_parts, _mats[0], _p.inputs["forced"])
 ### END HIDDEN TESTS
+
+
+# %% [markdown]
+# Next, the product. Write `csr_matmul(a, x)`: `A @ x` for `A` in CSR and `x` of shape
+# `(cols,)` or `(cols, N)`, vectorised in numpy and without ever forming the dense matrix:
+# multiply every stored value by the row of `x` its column selects, then sum those products
+# row by row (`np.add.reduceat` over the row starts; an empty row sums nothing and stays 0).
+
+# %% nbgrader={"grade": false, "grade_id": "csr_matmul", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export
+def csr_matmul(a: CSRMatrix, x) -> np.ndarray:
+    """A @ x for A in CSR (rows, cols) and x (cols,) or (cols, N), vectorised in numpy."""
+    x = _as_array(x)
+    rows, cols = a.shape
+    if x.ndim not in (1, 2) or x.shape[0] != cols:
+        raise ValueError(f"cannot matmul CSR {a.shape} and {x.shape}")
+    x2 = x[:, None] if x.ndim == 1 else x  # (cols, N)
+    out = np.zeros((rows, x2.shape[1]), dtype=np.result_type(a.values, x2))
+    if a.nnz:
+        ### BEGIN SOLUTION
+        # one product per stored weight: value * the row of x its column selects
+        prod = x2[a.col_indices] * a.values[:, None]  # (nnz, N)
+        starts = a.row_ptr[:-1].astype(np.intp)  # (rows,)
+        nonempty = starts < a.row_ptr[1:].astype(np.intp)
+        # reduceat sums prod[starts[i]:starts[i+1]]; empty rows are skipped (they stay 0)
+        out[nonempty] = np.add.reduceat(prod, starts[nonempty], axis=0)
+        ### END SOLUTION
+    return out[:, 0] if x.ndim == 1 else out
 
 
 # %% nbgrader={"grade": true, "grade_id": "csr_matmul_matches_dense", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}

@@ -233,7 +233,9 @@ def _masked_judge(inputs: dict, outputs: dict, seconds):
     for kind, label in (("sgd", "momentum SGD"), ("adam", "Adam after a few unpruned steps")):
         what = f"MaskedOptimizer wrapping {label}"
         got = expect.returned(outputs, kind, what)
-        expect.that(isinstance(got, dict) and "state" in got and "step_count" in got,
+        expect.that(isinstance(got, dict) and {"state", "step_count", "buffers"} <= set(got)
+                    and isinstance(got["state"], dict)
+                    and set(inputs["state"]) <= set(got["state"]),
                     f"{what}: the check could not collect the trained weights")
         expect.that(got["step_count"] == inputs["steps"],
                     f"{what}: step_count is {got['step_count']} after {inputs['steps']} steps")
@@ -264,11 +266,14 @@ def _masked_judge(inputs: dict, outputs: dict, seconds):
     calls = expect.returned(outputs, "sched_calls", what)
     want = [[s, inputs["sched_values"][s]] for s in inputs["sched_prune_at"]]
     expect.that(isinstance(calls, list), f"{what}: the check could not collect the prune calls")
+    expect.that(all(isinstance(c, list) and len(c) == 2 for c in calls),
+                f"{what}: the check could not collect the prune calls")
     got_steps = [c[0] for c in calls]
     expect.that(got_steps == [c[0] for c in want],
                 f"{what}: pruned at steps {got_steps}; prune exactly when "
                 "schedule.is_pruning_step(step_count) is true, before the step")
-    expect.that(all(abs(c[1] - w[1]) < 1e-9 for c, w in zip(calls, want)),
+    expect.that(all(isinstance(c[1], (int, float)) and abs(c[1] - w[1]) < 1e-9
+                    for c, w in zip(calls, want)),
                 f"{what}: pruned to the wrong sparsity; use schedule(step_count)")
 
 
@@ -371,7 +376,8 @@ def _shrink_judge(inputs: dict, outputs: dict, seconds):
             fn = "shrink_outputs" if side == "out" else "shrink_inputs"
             what = f"{fn} of a {layer} {w.shape} keeping {len(keep)} {side}puts"
             got = expect.returned(outputs, f"{kind}_{side}", what)
-            expect.that(isinstance(got, dict) and "weight" in got,
+            expect.that(isinstance(got, dict) and {"weight", "bias", "settings", "same_object",
+                                                   "orig_weight"} <= set(got),
                         f"{what}: return a new Linear/Conv2d (the check found no weight)")
             expect.that(got["same_object"] is False,
                         f"{what}: return a NEW layer, not the one passed in")
@@ -437,6 +443,8 @@ def _csr_judge(inputs: dict, outputs: dict, seconds):
         what = (f"CSRMatrix.from_dense of a {dense.dtype} {dense.shape} matrix with {nnz} "
                 "non-zeros" + (f", index_dtype={forced}" if forced else ""))
         got = expect.returned(outputs, f"csr{k}", what)
+        expect.that(isinstance(got, dict) and {"values", "col_indices", "row_ptr", "shape"}
+                    <= set(got), f"{what}: the check could not collect the three arrays")
         vals, col, ptr = _csr_ref(dense)
         col_dt = np.dtype(forced) if forced else _smallest_uint(max(cols - 1, 0))
         ptr_dt = np.dtype(forced) if forced else _smallest_uint(nnz)
