@@ -18,8 +18,8 @@ What stays forgeable (the probe runs in the student's process):
   could compute the answers some other way (e.g. with its own correct copy of the reference).
   The judge verifies the answers, not how they were obtained.
 - ``csr_matmul`` "without forming the dense matrix" is only enforced by a shape whose dense
-  form cannot be allocated (refused by the kernel's overcommit heuristic); a kernel that loops
-  over rows in Python is accepted (it is correct, only slow).
+  form cannot be allocated (more than 128 TB in float64: beyond a process's address space); a
+  kernel that loops over rows in Python is accepted (it is correct, only slow).
 - ``MaskedOptimizer``: the judge checks the weights, momentum buffers and pruning calls the
   probe reports after training; a student class that special-cases the probe's stub schedule
   could report other calls than it would make in the notebook.
@@ -474,16 +474,15 @@ def _matmul_inputs(rng: np.random.Generator) -> dict:
     cases.append({"values": np.zeros(0), "col": np.zeros(0, np.uint8),
                   "ptr": np.zeros(empty.shape[0] + 1, np.uint8), "shape": list(empty.shape),
                   "x": rng.standard_normal((3, 2))})
-    # too large to hold densely (hundreds of GB): only a real sparse kernel can do it
-    big = int(rng.integers(150_000, 200_000))
-    cols_big = np.sort(rng.choice(big, 6, replace=False))
-    rows_big = np.sort(rng.choice(big, 6, replace=False))
-    counts = np.bincount(rows_big, minlength=big)
+    # too large to hold densely (> 128 TB in float64, beyond any process's address space):
+    # only a kernel that never forms the dense matrix can answer
+    big = int(rng.integers(4_300_000, 4_600_000))
     return {
         "cases": cases,
-        "big": {"values": rng.standard_normal(6), "col": cols_big.astype(np.uint32),
-                "ptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.uint8),
-                "shape": [big, big], "rows": rows_big, "x": rng.standard_normal(big)},
+        "big": {"n": big, "rows": np.sort(rng.choice(big, 6, replace=False)).tolist(),
+                "cols": rng.choice(big, 6, replace=False).tolist(),
+                "values": rng.standard_normal(6).tolist(),
+                "xvals": rng.standard_normal(6).tolist()},
     }
 
 
@@ -506,11 +505,15 @@ def _matmul_judge(inputs: dict, outputs: dict, seconds):
         tol = 1e-4 if dtype == np.float32 else 1e-9  # float32 sums in any order
         expect.array(outputs, f"out{k}", want, dtype=dtype, rtol=tol, atol=tol, what=what)
     b = inputs["big"]
-    want = np.zeros(b["shape"][0])
-    np.add.at(want, b["rows"], b["values"] * b["x"][b["col"].astype(np.int64)])
-    expect.array(outputs, "big", want, rtol=1e-9, atol=1e-12,
-                 what=f"csr_matmul of a {tuple(b['shape'])} CSR matrix with 6 non-zeros "
-                      "(too large to form densely: do not build the dense matrix)")
+    what = (f"csr_matmul of a ({b['n']}, {b['n']}) CSR matrix with 6 non-zeros (too large to "
+            "form densely: never build the dense matrix)")
+    got = expect.returned(outputs, "big", what)
+    expect.that(isinstance(got, dict) and {"shape", "at_rows", "nonzero"} <= set(got),
+                f"{what}: the check could not collect the product")
+    expect.that(got["shape"] == [b["n"]], f"{what}: a vector x must give a vector of n rows")
+    want = np.asarray(b["values"]) * np.asarray(b["xvals"])
+    expect.array(got, "at_rows", want, rtol=1e-12, atol=1e-12, what=f"{what}: the rows it fills")
+    expect.that(got["nonzero"] == 6, f"{what}: other rows than the 6 filled ones are not 0")
 
 
 # ---- 9. distillation_loss ----------------------------------------------------------------------
