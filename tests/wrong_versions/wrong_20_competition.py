@@ -1,4 +1,4 @@
-"""Plausible wrong versions of every graded function of module 20 (see tests/test_wrong_versions.py).
+"""Plausible wrong versions of every graded function of module 20 (tests/test_wrong_versions.py).
 
 Each replaces a whole solution cell; most are written as the reference cell with only its
 solution region(s) changed (``_cell``), so the given code around them stays as the student has it.
@@ -112,7 +112,7 @@ if not isinstance(out, np.ndarray) or out.dtype.kind != "f":
     raise PredictionError("wrong_dtype", f"predict returned {type(out).__name__}{where}")
 if out.shape != (rows, num_classes):
     raise PredictionError(
-        "wrong_shape", f"predict returned shape {out.shape}{where}; expected ({rows}, {num_classes})"
+        "wrong_shape", f"predict returned {out.shape}{where}; expected ({rows}, {num_classes})"
     )
 if not np.all(np.isfinite(out)):
     raise PredictionError("nan", f"predict returned non-finite scores{where}")
@@ -310,7 +310,8 @@ return sorted(front, key=lambda i: (pts[i][1], i))
         "check_metadata", 'if "entry" in meta and not', 'if False and not')),
     # ---- the student's own entry
     WrongVersion("my_entry", "the baseline unchanged under another name", _entry(
-        _ENTRY_HEAD + "\n\nclass Same(PretrainedBaseline):" + _META + '    category = "efficiency"\n')),
+        _ENTRY_HEAD + "\n\nclass Same(PretrainedBaseline):" + _META
+        + '    category = "efficiency"\n')),
     WrongVersion("my_entry", "pruned but stored as float32: over the size limit", _entry(
         _ENTRY_HEAD + "\n\nclass Big(PretrainedBaseline):" + _META
         + '    category = "size"\n    hidden = 24\n    fine_tune_epochs = 6\n' + _FINE_TUNE)),
