@@ -42,12 +42,14 @@
 # 5. **Rankings** by the formulas, a **Pareto front**, and a **report** against the baseline.
 # 6. **Packages**: a folder with the code, the weights and `submission.yaml` (team, category,
 #    technique tags, description), checked before anything runs.
+# 7. **Your own entry**: the shipped pretrained baseline, optimised with what modules 15-19
+#    built, packaged, and shown to beat the baseline in the category you choose.
 #
 # The last section hands packages to the **arena's evaluation** (`tinytorch.arena`, written by
 # the course staff, not by you): it runs every submission in its own sandboxed subprocess with
 # time, memory, file-size and output limits and gives it the test *inputs* only; the course's
-# server (`tito competition`) keeps the leaderboard. You will see a good entry scored and a
-# broken one given a result that says exactly what went wrong.
+# server (`tito competition`) keeps the leaderboard. You will see your own entry scored and
+# ranked against the baseline, and a broken one given a result that says exactly what went wrong.
 #
 # ## Learning objectives
 # - Measure latency like MLPerf single-stream and explain why each rule is there.
@@ -57,6 +59,7 @@
 # - Write ranking formulas that only count resources above a target accuracy.
 # - Find the Pareto front of accuracy against cost; report gains against a baseline.
 # - Validate an untrusted submission before running it.
+# - Optimise a model into an entry of your own, package it, and beat the baseline with it.
 
 # %%
 #| default_exp competition
@@ -190,6 +193,40 @@ print(pin_blas_threads(1))  # one BLAS thread: timings compare kernels, not sche
 X_TRAIN, Y_TRAIN = load_digits("train")
 X_TEST, Y_TEST = load_digits("test")
 print(f"digits: train {X_TRAIN.shape}, test {X_TEST.shape} (the arena keeps the test labels)")
+
+import contextlib
+import traceback
+
+# the function an exercise writes -> (exercise number, the exercise's cell)
+EXERCISES = {"percentile": (1, "percentile"), "check_scores": (2, "check_scores"),
+             "single_stream": (3, "single_stream"), "stored_bytes": (4, "stored_bytes"),
+             "public_private_split": (5, "public_private"),
+             "split_accuracies": (5, "public_private"), "train": (6, "submission_train"),
+             "category_score": (7, "category_score"), "rank_category": (8, "rank_category"),
+             "pareto_front": (9, "pareto_front"), "compare_to_baseline": (10, "compare_to_baseline"),
+             "check_metadata": (11, "check_metadata")}
+
+
+@contextlib.contextmanager
+def needs_exercises():
+    """An unfinished exercise used by a later cell names itself instead of a bare error."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        used = [f.name for f in traceback.extract_tb(exc.__traceback__) if f.name in EXERCISES]
+        if not used:
+            raise
+        number, cell = EXERCISES[used[-1]]
+        raise RuntimeError(
+            f"complete exercise {number}, `{cell}` ({used[-1]}), first: this cell uses it"
+        ) from None
+
+
+def require(*names: str, step: str) -> None:
+    """Stop with what to run first when a cell needs names an earlier cell defines."""
+    missing = [n for n in names if n not in globals()]
+    if missing:
+        raise RuntimeError(f"{step} first ({', '.join(missing)} is not defined yet)")
 
 # %% [markdown]
 # ## Step 1: latency like MLPerf single-stream
@@ -553,40 +590,41 @@ with _probe("20_competition", "single_stream_correct") as _p:
 # single-query latency with the per-image cost of one big batch.
 
 # %% tags=["demo"]
-manual_seed(0)
-_model = Sequential(Linear(INPUT_DIM, 64), ReLU(), Linear(64, NUM_CLASSES))
-_opt = Adam(_model.parameters(), lr=1e-2)
-for _epoch in range(8):
-    for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True, seed=_epoch):
-        _loss = cross_entropy(_model(Tensor(_xb)), _yb)
-        _opt.zero_grad()
-        _loss.backward()
-        _opt.step()
+with needs_exercises():
+    manual_seed(0)
+    _model = Sequential(Linear(INPUT_DIM, 64), ReLU(), Linear(64, NUM_CLASSES))
+    _opt = Adam(_model.parameters(), lr=1e-2)
+    for _epoch in range(8):
+        for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True, seed=_epoch):
+            _loss = cross_entropy(_model(Tensor(_xb)), _yb)
+            _opt.zero_grad()
+            _loss.backward()
+            _opt.step()
 
 
-def _predict(x):
-    with no_grad():
-        return _model(Tensor(x)).data
+    def _predict(x):
+        with no_grad():
+            return _model(Tensor(x)).data
 
 
-_t0 = time.perf_counter()
-_predict(X_TEST[:1])
-_cold_ms = (time.perf_counter() - _t0) * 1e3
-_lat = single_stream(_predict, X_TEST, warmup=50, repeats=5)
-_acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
-_predict(X_TEST)  # warm up the batch path too: its first call allocates the big arrays
-_batch_times = []
-for _ in range(20):
     _t0 = time.perf_counter()
-    _predict(X_TEST)
-    _batch_times.append(time.perf_counter() - _t0)
-_batch_ms = statistics.median(_batch_times) * 1e3
-print(f"accuracy {_acc:.3f} on {len(X_TEST)} test images")
-print(f"first call (cold)         {_cold_ms:8.3f} ms")
-print(f"single-stream p50 / p90   {_lat.p50_ms:8.3f} / {_lat.p90_ms:.3f} ms")
-print(f"per-pass p50s (ms)        {[round(v, 4) for v in _lat.repeats_p50_ms]} (spread {_lat.spread:.2f}x)")
-print(f"one batch of {len(X_TEST)} (median of 20): {_batch_ms:.3f} ms = "
-      f"{_batch_ms / len(X_TEST) * 1e3:.2f} us per image")
+    _predict(X_TEST[:1])
+    _cold_ms = (time.perf_counter() - _t0) * 1e3
+    _lat = single_stream(_predict, X_TEST, warmup=50, repeats=5)
+    _acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
+    _predict(X_TEST)  # warm up the batch path too: its first call allocates the big arrays
+    _batch_times = []
+    for _ in range(20):
+        _t0 = time.perf_counter()
+        _predict(X_TEST)
+        _batch_times.append(time.perf_counter() - _t0)
+    _batch_ms = statistics.median(_batch_times) * 1e3
+    print(f"accuracy {_acc:.3f} on {len(X_TEST)} test images")
+    print(f"first call (cold)         {_cold_ms:8.3f} ms")
+    print(f"single-stream p50 / p90   {_lat.p50_ms:8.3f} / {_lat.p90_ms:.3f} ms")
+    print(f"per-pass p50s (ms)        {[round(v, 4) for v in _lat.repeats_p50_ms]} (spread {_lat.spread:.2f}x)")
+    print(f"one batch of {len(X_TEST)} (median of 20): {_batch_ms:.3f} ms = "
+          f"{_batch_ms / len(X_TEST) * 1e3:.2f} us per image")
 
 # %% [markdown]
 # Two lessons hide in these numbers. The per-image cost of a big batch is far below the
@@ -661,26 +699,27 @@ with _probe("20_competition", "stored_bytes_correct") as _p:
 # storage pays for its indices, so it only wins well past 50% sparsity.
 
 # %% tags=["demo"]
-_state = _model.state_dict()
-_int8 = {}
-_sparse = {}
-for _name, _value in _state.items():
-    _scale = float(np.abs(_value).max()) / 127 or 1.0
-    _int8[_name] = np.round(_value / _scale).astype(np.int8)
-    _int8[_name + ".scale"] = np.float32(_scale)
-    _flat = _value.ravel()
-    _keep = np.sort(np.argsort(-np.abs(_flat))[: max(1, _flat.size // 5)])
-    _sparse[_name + ".values"] = _flat[_keep].astype(np.float16)
-    _sparse[_name + ".index"] = _keep.astype(np.uint16)
-_sizes = {
-    "float32": stored_bytes(_state),
-    "float16": stored_bytes({k: v.astype(np.float16) for k, v in _state.items()}),
-    "int8 + scales": stored_bytes(_int8),
-    "20% sparse (f16 + u16 index)": stored_bytes(_sparse),
-}
-_params = sum(v.size for v in _state.values())
-for _fmt, _bytes in _sizes.items():
-    print(f"{_fmt:>30}: {_bytes:6d} bytes ({_bytes / _params:.2f} bytes/parameter)")
+with needs_exercises():
+    _state = _model.state_dict()
+    _int8 = {}
+    _sparse = {}
+    for _name, _value in _state.items():
+        _scale = float(np.abs(_value).max()) / 127 or 1.0
+        _int8[_name] = np.round(_value / _scale).astype(np.int8)
+        _int8[_name + ".scale"] = np.float32(_scale)
+        _flat = _value.ravel()
+        _keep = np.sort(np.argsort(-np.abs(_flat))[: max(1, _flat.size // 5)])
+        _sparse[_name + ".values"] = _flat[_keep].astype(np.float16)
+        _sparse[_name + ".index"] = _keep.astype(np.uint16)
+    _sizes = {
+        "float32": stored_bytes(_state),
+        "float16": stored_bytes({k: v.astype(np.float16) for k, v in _state.items()}),
+        "int8 + scales": stored_bytes(_int8),
+        "20% sparse (f16 + u16 index)": stored_bytes(_sparse),
+    }
+    _params = sum(v.size for v in _state.values())
+    for _fmt, _bytes in _sizes.items():
+        print(f"{_fmt:>30}: {_bytes:6d} bytes ({_bytes / _params:.2f} bytes/parameter)")
 
 # %% [markdown]
 # Notice the headers: every `.npy` entry in the zip costs about 200 bytes of header and
@@ -776,31 +815,32 @@ with _probe("20_competition", "public_private_correct") as _p:
 # no role in the choice, so the winner's private score is the honest estimate.
 
 # %% tags=["demo"]
-_pub, _priv = public_private_split(len(Y_TEST), 0.3, seed=2020)
-_results = []
-for _seed in range(12):
-    manual_seed(_seed)
-    _m = Sequential(Linear(INPUT_DIM, 16), ReLU(), Linear(16, NUM_CLASSES))
-    _o = Adam(_m.parameters(), lr=1e-2)
-    for _ep in range(3):
-        for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True,
-                                   seed=_seed * 100 + _ep):
-            _l = cross_entropy(_m(Tensor(_xb)), _yb)
-            _o.zero_grad()
-            _l.backward()
-            _o.step()
-    with no_grad():
-        _labels = _m(Tensor(X_TEST)).data.argmax(axis=1)
-    _results.append(split_accuracies(_labels, Y_TEST, _pub, _priv))
-_best = max(range(12), key=lambda i: _results[i][0])
-print(f"public part {len(_pub)} images, private part {len(_priv)} images")
-_mean_pub = np.mean([r[0] for r in _results])
-_mean_priv = np.mean([r[1] for r in _results])
-print(f"picked by public score: seed {_best}: public {_results[_best][0]:.3f}, "
-      f"private {_results[_best][1]:.3f}")
-print(f"mean over all 12 seeds:  public {_mean_pub:.3f}, private {_mean_priv:.3f}")
-print(f"the winner's public score is {100 * (_results[_best][0] - _mean_pub):+.1f} points above "
-      f"the average seed; its private score {100 * (_results[_best][1] - _mean_priv):+.1f}")
+with needs_exercises():
+    _pub, _priv = public_private_split(len(Y_TEST), 0.3, seed=2020)
+    _results = []
+    for _seed in range(12):
+        manual_seed(_seed)
+        _m = Sequential(Linear(INPUT_DIM, 16), ReLU(), Linear(16, NUM_CLASSES))
+        _o = Adam(_m.parameters(), lr=1e-2)
+        for _ep in range(3):
+            for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True,
+                                       seed=_seed * 100 + _ep):
+                _l = cross_entropy(_m(Tensor(_xb)), _yb)
+                _o.zero_grad()
+                _l.backward()
+                _o.step()
+        with no_grad():
+            _labels = _m(Tensor(X_TEST)).data.argmax(axis=1)
+        _results.append(split_accuracies(_labels, Y_TEST, _pub, _priv))
+    _best = max(range(12), key=lambda i: _results[i][0])
+    print(f"public part {len(_pub)} images, private part {len(_priv)} images")
+    _mean_pub = np.mean([r[0] for r in _results])
+    _mean_priv = np.mean([r[1] for r in _results])
+    print(f"picked by public score: seed {_best}: public {_results[_best][0]:.3f}, "
+          f"private {_results[_best][1]:.3f}")
+    print(f"mean over all 12 seeds:  public {_mean_pub:.3f}, private {_mean_priv:.3f}")
+    print(f"the winner's public score is {100 * (_results[_best][0] - _mean_pub):+.1f} points above "
+          f"the average seed; its private score {100 * (_results[_best][1] - _mean_priv):+.1f}")
 
 # %% [markdown]
 # ## Step 4: the submission class
@@ -1016,7 +1056,7 @@ assert _rep.steps == 2 * math.ceil(180 / 64), (
 )
 _b.train(X_TRAIN[:200], Y_TRAIN[:200], budget_seconds=60)
 assert all(np.array_equal(_a.state()[_k], _b.state()[_k]) for _k in _a.state()), (
-    "the same seed must give the same weights: manual_seed(self.seed) before build_model"
+    "the same seed must give the same weights: seed the initialisation (and shuffles) with it"
 )
 
 
@@ -1369,6 +1409,8 @@ def leaderboard(
 
 # %% nbgrader={"grade": true, "grade_id": "rank_category_correct", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Best counting submission per team, ties to the earlier one, unranked teams last."""
+with needs_exercises():  # rank_category ranks by category_score: exercise 7 comes first
+    category_score(Entry("x", acc_public=1.0), "size", CompetitionRules())
 _rules = CompetitionRules(target_accuracy=0.9, train_budget_seconds=20, size_limit_bytes=1000)
 
 
@@ -1823,7 +1865,7 @@ from tinytorch.competition import PretrainedBaseline
 from tinytorch.compression import structured_prune
 from tinytorch.core.data import DataLoader, TensorDataset
 from tinytorch.core.losses import cross_entropy
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor  # the autograd array of the core library
 
 
 class PrunedFp16(PretrainedBaseline):
@@ -1839,15 +1881,16 @@ class PrunedFp16(PretrainedBaseline):
 
     def optimize(self):
         self.model = structured_prune(self.model, 1 - self.hidden / 256)  # (64, 24, 24, 10)
-        x, y = self.data
+        images, labels = self.data
         optimizer = self.build_optimizer(self.model)
         self.model.train()
         for epoch in range(self.fine_tune_epochs):
-            loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, seed=epoch)
-            for xb, yb in loader:
-                loss = cross_entropy(self.model(Tensor(xb)), yb)
+            batches = DataLoader(TensorDataset(images, labels), batch_size=64, shuffle=True,
+                                 seed=epoch)
+            for xb, yb in batches:
+                step_loss = cross_entropy(self.model(Tensor(xb)), yb)
                 optimizer.zero_grad()
-                loss.backward()
+                step_loss.backward()
                 optimizer.step()
         self.model.eval()
 
@@ -1860,23 +1903,25 @@ class PrunedFp16(PretrainedBaseline):
 ### END SOLUTION
 
 # %%
-if "ENTRY_SOURCE" not in globals():
-    raise RuntimeError("complete exercise 12, `my_entry` (ENTRY_SOURCE), first")
-ENTRY_DIR = Path(tempfile.mkdtemp(prefix="my-entry-"))
-(ENTRY_DIR / "src").mkdir()
-(ENTRY_DIR / "src" / SOURCE_FILE).write_text(ENTRY_SOURCE, encoding="utf-8")
-_t0 = time.perf_counter()
-entry = load_entry(ENTRY_SOURCE)().start_from_pretrained(X_TRAIN, Y_TRAIN)
-entry.optimize()
-ENTRY_PACKAGE = package_submission(entry, ENTRY_DIR / "src" / SOURCE_FILE, ENTRY_DIR / "package")
-ENTRY_ZIP = Path(shutil.make_archive(str(ENTRY_DIR / "entry"), "zip", ENTRY_PACKAGE))
-print(f"{type(entry).__name__}: optimized and packaged in {time.perf_counter() - _t0:.2f} s")
-for _f in sorted(ENTRY_PACKAGE.rglob("*")):
-    if _f.is_file():
-        print(f"  {_f.relative_to(ENTRY_PACKAGE)}: {_f.stat().st_size} bytes")
+with needs_exercises():
+    if "ENTRY_SOURCE" not in globals():
+        raise RuntimeError("complete exercise 12, `my_entry` (ENTRY_SOURCE), first")
+    ENTRY_DIR = Path(tempfile.mkdtemp(prefix="my-entry-"))
+    (ENTRY_DIR / "src").mkdir()
+    (ENTRY_DIR / "src" / SOURCE_FILE).write_text(ENTRY_SOURCE, encoding="utf-8")
+    _t0 = time.perf_counter()
+    entry = load_entry(ENTRY_SOURCE)().start_from_pretrained(X_TRAIN, Y_TRAIN)
+    entry.optimize()
+    ENTRY_PACKAGE = package_submission(entry, ENTRY_DIR / "src" / SOURCE_FILE, ENTRY_DIR / "package")
+    ENTRY_ZIP = Path(shutil.make_archive(str(ENTRY_DIR / "entry"), "zip", ENTRY_PACKAGE))
+    print(f"{type(entry).__name__}: optimized and packaged in {time.perf_counter() - _t0:.2f} s")
+    for _f in sorted(ENTRY_PACKAGE.rglob("*")):
+        if _f.is_file():
+            print(f"  {_f.relative_to(ENTRY_PACKAGE)}: {_f.stat().st_size} bytes")
 
 # %% nbgrader={"grade": true, "grade_id": "entry_package", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Your entry is a valid package: its metadata, its source, its weights; a graded category."""
+require("ENTRY_PACKAGE", step="run the cell that builds your package (after exercise 12, `my_entry`)")
 _meta = yaml.safe_load((ENTRY_PACKAGE / METADATA_FILE).read_text(encoding="utf-8"))
 assert check_metadata(_meta) == [], f"{METADATA_FILE}: {check_metadata(_meta)}"
 assert _meta["category"] in ("size", "efficiency"), (
@@ -1903,28 +1948,31 @@ with _probe("20_competition", "entry_package") as _p:
 # `category_score` and `compare_to_baseline`.
 
 # %%
-_baseline = PretrainedBaseline().start_from_pretrained(X_TRAIN, Y_TRAIN)
-_mine = entry_from_package(ENTRY_PACKAGE)
-LOCAL = {}
-for _name, _sub in (("baseline", _baseline), (_meta["team"], _mine)):
-    _lat = single_stream(_sub.predict, X_TEST, warmup=20, repeats=3)
-    _acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
-    LOCAL[_name] = Entry(_name, len(LOCAL) + 1, acc_public=_acc, acc_private=_acc,
-                         latency_p50_ms=_lat.p50_ms, latency_p90_ms=_lat.p90_ms,
-                         model_bytes=stored_bytes(_sub.state()), category=_sub.category)
-_rules = CompetitionRules()
-print(f"{'':>14} {'accuracy':>9} {'p50 ms':>8} {'KiB':>8} {'size score':>22} {'efficiency':>12}")
-for _name, _e in LOCAL.items():
-    _size = category_score(_e, "size", _rules)
-    _eff = category_score(_e, "efficiency", _rules)
-    print(f"{_name:>14} {_e.acc_public:9.3f} {_e.latency_p50_ms:8.4f} {_e.model_bytes / 1024:8.1f} "
-          f"{_size[0] if _size[0] is not None else _size[1]:>22} "
-          f"{_eff[0] if _eff[0] is not None else float('nan'):12.4f}")
-print("against the baseline:", {k: (None if v is None else round(v, 2)) for k, v in
-                                compare_to_baseline(LOCAL[_meta["team"]], LOCAL["baseline"]).items()})
+require("ENTRY_PACKAGE", "_meta", step="run the cell that builds your package (after exercise 12, `my_entry`) and the `entry_package` check")
+with needs_exercises():
+    _baseline = PretrainedBaseline().start_from_pretrained(X_TRAIN, Y_TRAIN)
+    _mine = entry_from_package(ENTRY_PACKAGE)
+    LOCAL = {}
+    for _name, _sub in (("baseline", _baseline), (_meta["team"], _mine)):
+        _lat = single_stream(_sub.predict, X_TEST, warmup=20, repeats=3)
+        _acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
+        LOCAL[_name] = Entry(_name, len(LOCAL) + 1, acc_public=_acc, acc_private=_acc,
+                             latency_p50_ms=_lat.p50_ms, latency_p90_ms=_lat.p90_ms,
+                             model_bytes=stored_bytes(_sub.state()), category=_sub.category)
+    _rules = CompetitionRules()
+    print(f"{'':>14} {'accuracy':>9} {'p50 ms':>8} {'KiB':>8} {'size score':>22} {'efficiency':>12}")
+    for _name, _e in LOCAL.items():
+        _size = category_score(_e, "size", _rules)
+        _eff = category_score(_e, "efficiency", _rules)
+        print(f"{_name:>14} {_e.acc_public:9.3f} {_e.latency_p50_ms:8.4f} {_e.model_bytes / 1024:8.1f} "
+              f"{_size[0] if _size[0] is not None else _size[1]:>22} "
+              f"{_eff[0] if _eff[0] is not None else float('nan'):12.4f}")
+    print("against the baseline:", {k: (None if v is None else round(v, 2)) for k, v in
+                                    compare_to_baseline(LOCAL[_meta["team"]], LOCAL["baseline"]).items()})
 
 # %% nbgrader={"grade": true, "grade_id": "entry_beats_baseline", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Your packaged entry beats the baseline in its category (measured in the cell above)."""
+require("LOCAL", step="run the cell above, which measures your entry and the baseline,")
 _me, _base = LOCAL[_meta["team"]], LOCAL["baseline"]
 assert _me.acc_public >= _rules.target_accuracy, (
     f"your entry reaches accuracy {_me.acc_public:.3f}, below the target {_rules.target_accuracy}"
@@ -1999,74 +2047,79 @@ with _probe("20_competition", "entry_beats_baseline") as _p:
 
 # %% tags=["demo"]
 import importlib
+import textwrap
 
-from tinytorch.arena import ArenaLimits, Evaluator
-from tinytorch.arena import boundary as _boundary
+require("ENTRY_PACKAGE", "_meta", step="run the cell that builds your package (after exercise 12, `my_entry`) and the `entry_package` check")
+with needs_exercises():
+    from tinytorch.arena import ArenaLimits, Evaluator
+    from tinytorch.arena import boundary as _boundary
 
-_installed = importlib.import_module("tinytorch.competition")
-if not hasattr(_installed, "PretrainedBaseline"):
-    raise RuntimeError(
-        "the arena runs each package in its own process with the installed tinytorch, whose "
-        "tinytorch.competition does not have PretrainedBaseline yet: export this notebook first "
-        "(`python -m tinytorch.student export competition.ipynb`), restart, and run again"
-    )
-_BROKEN_NAN = """
-import numpy as np
+    _installed = importlib.import_module("tinytorch.competition")
+    if not hasattr(_installed, "PretrainedBaseline"):
+        raise RuntimeError(
+            "the arena runs each package in its own process with the installed tinytorch, whose "
+            "tinytorch.competition does not have PretrainedBaseline yet: export this notebook first "
+            "(`python -m tinytorch.student export competition.ipynb`), restart, and run again"
+        )
+    _BROKEN_NAN = textwrap.dedent("""
+    import numpy as np
 
-from tinytorch.competition import PretrainedBaseline
+    from tinytorch.competition import PretrainedBaseline
 
 
-class Overflows(PretrainedBaseline):
-    team = "broken_nan"
-    tags = ("broken", "nan")
-    description = "Softmax without subtracting the max, at temperature 1e-3."
+    class Overflows(PretrainedBaseline):
+        team = "broken_nan"
+        tags = ("broken", "nan")
+        description = "Softmax without subtracting the max, at temperature 1e-3."
 
-    def predict(self, x):
-        with np.errstate(over="ignore", invalid="ignore"):
-            e = np.exp(super().predict(x).astype(np.float32) * 1000.0)
-            return e / e.sum(axis=1, keepdims=True)
-"""
-_packages = {_meta["team"]: ENTRY_PACKAGE}
-for _team, _code in (("baseline", "from tinytorch.competition import PretrainedBaseline\n\n\n"
-                                  "class Baseline(PretrainedBaseline):\n    pass\n"),
-                     ("broken_nan", _BROKEN_NAN)):
-    (ENTRY_DIR / _team).mkdir()
-    (ENTRY_DIR / _team / SOURCE_FILE).write_text(_code, encoding="utf-8")
-    _sub = load_entry(_code)().start_from_pretrained(X_TRAIN, Y_TRAIN)
-    _packages[_team] = package_submission(_sub, ENTRY_DIR / _team / SOURCE_FILE,
-                                          ENTRY_DIR / _team / "package")
-_why_not = _boundary.probe()  # None when an OS boundary can be started on this machine
-print("OS boundary:", "bubblewrap namespaces" if _why_not is None else f"none here ({_why_not})")
-_evaluator = Evaluator(CompetitionRules(), ArenaLimits(wall_seconds=20, repeats=3),
-                       sandboxed=_why_not is None)
-_arena_entries = []
-for _sid, (_team, _pkg) in enumerate(_packages.items(), start=1):
-    _e = _evaluator.evaluate(_pkg)
-    _e.submission_id = _sid
-    _arena_entries.append(_e)
-    if _e.status == "ok":
-        print(f"{_team:>14}: ok, public accuracy {_e.acc_public:.3f}, p50 {_e.latency_p50_ms:.4f}"
-              f" ms, {_e.model_bytes} bytes, train() from scratch {_e.train_seconds:.2f} s")
-    else:
-        print(f"{_team:>14}: {_e.status}: {_e.error}")
-for _cat, _standings in leaderboard(_arena_entries, CompetitionRules()).items():
-    print(f"{_cat:>10}: " + ", ".join(
-        f"{s.rank}. {s.team}" if s.rank else f"{s.team} (unranked: {s.reason})" for s in _standings
-    ))
+        def predict(self, x):
+            with np.errstate(over="ignore", invalid="ignore"):
+                e = np.exp(super().predict(x).astype(np.float32) * 1000.0)
+                return e / e.sum(axis=1, keepdims=True)
+    """)
+    _packages = {_meta["team"]: ENTRY_PACKAGE}
+    for _team, _code in (("baseline", "from tinytorch.competition import PretrainedBaseline\n\n\n"
+                                      "class Baseline(PretrainedBaseline):\n    pass\n"),
+                         ("broken_nan", _BROKEN_NAN)):
+        (ENTRY_DIR / _team).mkdir()
+        (ENTRY_DIR / _team / SOURCE_FILE).write_text(_code, encoding="utf-8")
+        _sub = load_entry(_code)().start_from_pretrained(X_TRAIN, Y_TRAIN)
+        _packages[_team] = package_submission(_sub, ENTRY_DIR / _team / SOURCE_FILE,
+                                              ENTRY_DIR / _team / "package")
+    _why_not = _boundary.probe()  # None when an OS boundary can be started on this machine
+    print("OS boundary:", "bubblewrap namespaces" if _why_not is None else f"none here ({_why_not})")
+    _evaluator = Evaluator(CompetitionRules(), ArenaLimits(wall_seconds=20, repeats=3),
+                           sandboxed=_why_not is None)
+    _arena_entries = []
+    for _sid, (_team, _pkg) in enumerate(_packages.items(), start=1):
+        _e = _evaluator.evaluate(_pkg)
+        _e.submission_id = _sid
+        _arena_entries.append(_e)
+        if _e.status == "ok":
+            print(f"{_team:>14}: ok, public accuracy {_e.acc_public:.3f}, p50 {_e.latency_p50_ms:.4f}"
+                  f" ms, {_e.model_bytes} bytes, train() from scratch {_e.train_seconds:.2f} s")
+        else:
+            print(f"{_team:>14}: {_e.status}: {_e.error}")
+    for _cat, _standings in leaderboard(_arena_entries, CompetitionRules()).items():
+        print(f"{_cat:>10}: " + ", ".join(
+            f"{s.rank}. {s.team}" if s.rank else f"{s.team} (unranked: {s.reason})" for s in _standings
+        ))
 
 # %% [markdown]
 # The report the arena writes for each submission compares it with the baseline's run. Here
 # is yours:
 
 # %% tags=["demo"]
-_by_team = {e.team: e for e in _arena_entries}
-if _by_team[_meta["team"]].status == "ok" and _by_team["baseline"].status == "ok":
-    _cmp = compare_to_baseline(_by_team[_meta["team"]], _by_team["baseline"])
-    print({k: (None if v is None else round(v, 3)) for k, v in _cmp.items()})
-    plot_comparison(_cmp, title=f"{_meta['team']} vs the baseline (arena)")
-    plt.tight_layout()
-    plt.show()
-shutil.rmtree(ENTRY_DIR, ignore_errors=True)  # the packages and their sources
+require("_arena_entries", step="run the arena cell above")
+with needs_exercises():
+    _by_team = {e.team: e for e in _arena_entries}
+    if _by_team[_meta["team"]].status == "ok" and _by_team["baseline"].status == "ok":
+        _cmp = compare_to_baseline(_by_team[_meta["team"]], _by_team["baseline"])
+        print({k: (None if v is None else round(v, 3)) for k, v in _cmp.items()})
+        plot_comparison(_cmp, title=f"{_meta['team']} vs the baseline (arena)")
+        plt.tight_layout()
+        plt.show()
+    shutil.rmtree(ENTRY_DIR, ignore_errors=True)  # the packages and their sources
 
 # %% [markdown]
 # ## Reflection questions

@@ -39,6 +39,16 @@ def _raised(value) -> bool:
 
 
 def _ok(outputs: dict, name: str, what: str):
+    """Output ``name``, or fail saying what raised (the probe's own driver counts too)."""
+    for key in (name, "_run"):
+        value = outputs.get(key)
+        if _raised(value) and "NotImplementedError" in value[RAISED]:
+            raise AssertionError(
+                f"{what}: not implemented yet (finish this exercise and the ones it uses; "
+                "your notebook names them)"
+            )
+    if name not in outputs and _raised(outputs.get("_run")):
+        return expect.returned(outputs, "_run", what)
     return expect.returned(outputs, name, what)
 
 
