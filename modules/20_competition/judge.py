@@ -30,8 +30,8 @@ CATEGORIES = ("speed", "size", "efficiency", "innovation")
 GRADED_CATEGORIES = ("size", "efficiency")  # verifiable from outside (see the entry cells)
 TARGET = 0.90  # CompetitionRules().target_accuracy
 SIZE_LIMIT = 8 * 1024  # CompetitionRules().size_limit_bytes
-ENTRY_QUERIES = 3 * 360  # single queries the entry answers in the timed probe (3 passes)
-EFFICIENCY_MARGIN = 1.05  # the entry's efficiency must beat the baseline's by 5%
+ENTRY_QUERIES = 5 * 360  # single queries the entry answers in the timed probe (5 passes)
+EFFICIENCY_MARGIN = 1.05  # in-process (local) comparisons: beat the baseline by 5%
 
 
 def _raised(value) -> bool:
@@ -1028,35 +1028,35 @@ def _beats_inputs(rng: np.random.Generator) -> dict:
     return {"x": _noisy_test_images(rng)}
 
 
-_BASELINE: dict = {}
+def baseline_numbers(x: np.ndarray, timed: bool = True) -> dict:
+    """Scores, stored bytes and per-query latency (ms) of the shipped baseline on the judge's
+    inputs, measured here (the worker) the way the entry is charged: the same predict path
+    (`CompetitionSubmission.predict`: eval, no graph, float32 Tensor), every query alone, five
+    passes, total time / queries, now (the load of the moment applies to both)."""
+    import time
 
-
-def baseline_numbers(x: np.ndarray) -> dict:
-    """Accuracy, stored bytes and single-query latency (ms) of the shipped baseline, measured
-    here (the worker) on the judge's inputs; latency measured once per process."""
     from tinytorch.core.pretrained import load_pretrained
     from tinytorch.core.tensor import Tensor, no_grad
 
     model = load_pretrained("digits_mlp_256")
-    if "ms" not in _BASELINE:
-        buf = io.BytesIO()
-        np.savez(buf, **model.state_dict())
-        _BASELINE["bytes"] = len(buf.getvalue())
-        import time
 
+    def predict(q):
+        model.eval()
         with no_grad():
-            for i in range(50):
-                model(Tensor(x[i : i + 1]))
-            passes = []
-            for _ in range(3):
-                start = time.perf_counter()
-                for i in range(len(x)):
-                    model(Tensor(x[i : i + 1]))
-                passes.append((time.perf_counter() - start) * 1e3 / len(x))
-        _BASELINE["ms"] = float(np.median(passes))
-    with no_grad():
-        scores = model(Tensor(x)).data
-    return {"scores": scores, "bytes": _BASELINE["bytes"], "ms": _BASELINE["ms"]}
+            return model(Tensor(np.asarray(q, dtype=np.float32))).data
+
+    buf = io.BytesIO()
+    np.savez(buf, **model.state_dict())
+    out = {"scores": predict(x), "bytes": len(buf.getvalue()), "ms": None}
+    if timed:
+        for i in range(50):  # warm-up, untimed
+            predict(x[i : i + 1])
+        start = time.perf_counter()
+        for _ in range(ENTRY_QUERIES // len(x)):
+            for i in range(len(x)):
+                predict(x[i : i + 1])
+        out["ms"] = (time.perf_counter() - start) * 1e3 / ENTRY_QUERIES
+    return out
 
 
 @judges.judge("entry_beats_baseline")
@@ -1092,9 +1092,8 @@ def _beats_judge(inputs: dict, outputs: dict, seconds):
             f"{SIZE_LIMIT}-byte limit (the baseline does not fit either: fit it to win)",
         )
         return None
-    base = baseline_numbers(x)
+    base = baseline_numbers(x, timed=seconds is not None)
     base_acc = float((base["scores"].argmax(axis=1) == y).mean())
-    base_eff = base_acc / math.sqrt(base["ms"] * base["bytes"] / 1024)
     if seconds is None:  # local run: no latency measured from outside; at equal latency, the
         # entry's accuracy and size must beat the baseline's by the margin
         expect.that(
@@ -1104,13 +1103,14 @@ def _beats_judge(inputs: dict, outputs: dict, seconds):
         )
         return None
     ms = seconds * 1e3 / ENTRY_QUERIES  # an upper bound: the whole cell is charged to the queries
+    base_eff = base_acc / math.sqrt(base["ms"] * base["bytes"] / 1024)
     eff = acc / math.sqrt(ms * weights / 1024)
     expect.that(
-        eff >= EFFICIENCY_MARGIN * base_eff,
+        eff >= base_eff,  # the bound already charges the cell's own cost to the entry
         f"efficiency: your entry scores {eff:.3g} (accuracy {acc:.3f}, at most {ms:.3f} "
         f"ms per query measured from outside, {weights / 1024:.1f} KiB) against the "
         f"baseline's {base_eff:.3g} (accuracy {base_acc:.3f}, {base['ms']:.3f} ms, "
-        f"{base['bytes'] / 1024:.1f} KiB): it must beat it by "
-        f"{(EFFICIENCY_MARGIN - 1) * 100:.0f}%",
+        f"{base['bytes'] / 1024:.1f} KiB); it must beat it even with the whole cell's time "
+        "charged to its queries",
     )
     return None
