@@ -688,6 +688,14 @@ def _rank_inputs(rng: np.random.Generator) -> dict:
             entries.append(
                 {**src, "team": str(rng.choice(teams)), "submission_id": int(rng.integers(61, 200))}
             )
+        # a size tie at the top: two teams equally (fully) accurate, the later one smaller
+        acc = 1.0
+        size = int(rng.integers(600, rules["size_limit_bytes"]))
+        first, second = (str(t) for t in rng.choice(teams, 2, replace=False))
+        for team, sid, nbytes in ((first, 201, size), (second, 202, size - 100)):
+            entries.append({**_random_entry(rng, team, sid, rules["target_accuracy"], rules),
+                            "status": "ok", "acc_public": acc, "acc_private": acc,
+                            "model_bytes": nbytes})
         boards.append(entries)
     return {"rules": rules, "boards": boards}
 
