@@ -360,6 +360,16 @@ def _split_judge(inputs: dict, outputs: dict, seconds):
 
 
 # ---- 6. CompetitionSubmission.train -------------------------------------------------------------
+def _capped_inputs(rng: np.random.Generator) -> dict:
+    n, holdout = int(rng.integers(10, 26)) * 10, float(rng.choice([0.1, 0.2]))
+    if n * holdout < 16:
+        holdout = 0.2  # n >= 100: 20 or more held out
+    # a batch no larger than the held-out part: training on it too takes more steps
+    sizes = [b for b in (16, 32, 48) if b <= n * holdout]
+    return {"n": n, "epochs": int(rng.integers(2, 4)), "batch_size": int(rng.choice(sizes)),
+            "holdout": holdout, "seed": int(rng.integers(0, 1000))}
+
+
 @judges.inputs("submission_train_correct")
 def _train_inputs(rng: np.random.Generator) -> dict:
     return {
@@ -370,13 +380,7 @@ def _train_inputs(rng: np.random.Generator) -> dict:
             "budget": float(rng.uniform(0.12, 0.2)),
             "seed": int(rng.integers(0, 1000)),
         },
-        "capped": {
-            "n": int(rng.integers(10, 26)) * 10,
-            "epochs": int(rng.integers(2, 4)),
-            "batch_size": int(rng.choice([16, 32, 48])),
-            "holdout": float(rng.choice([0.1, 0.2])),
-            "seed": int(rng.integers(0, 1000)),
-        },
+        "capped": _capped_inputs(rng),
         "tuned": {
             "n": int(rng.integers(5, 16)) * 10,
             "hidden": int(rng.integers(4, 12)),
@@ -688,14 +692,16 @@ def _rank_inputs(rng: np.random.Generator) -> dict:
             entries.append(
                 {**src, "team": str(rng.choice(teams)), "submission_id": int(rng.integers(61, 200))}
             )
-        # a size tie at the top: two teams equally (fully) accurate, the later one smaller
-        acc = 1.0
+        # a tie at the top of every category between two teams: equal numbers, except that
+        # the later one is smaller (size: it wins on bytes; elsewhere the earlier one wins)
         size = int(rng.integers(600, rules["size_limit_bytes"]))
         first, second = (str(t) for t in rng.choice(teams, 2, replace=False))
         for team, sid, nbytes in ((first, 201, size), (second, 202, size - 100)):
             entries.append({**_random_entry(rng, team, sid, rules["target_accuracy"], rules),
-                            "status": "ok", "acc_public": acc, "acc_private": acc,
-                            "model_bytes": nbytes})
+                            "status": "ok", "acc_public": 1.0, "acc_private": 1.0,
+                            "speed_acc_public": 1.0, "speed_acc_private": 1.0,
+                            "train_seconds": 0.05, "latency_p50_ms": 0.001,
+                            "model_bytes": nbytes, "innovation_points": 3.0})
         boards.append(entries)
     return {"rules": rules, "boards": boards}
 
