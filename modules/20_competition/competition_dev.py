@@ -1764,8 +1764,6 @@ with _probe("20_competition", "check_metadata_correct") as _p:
 # ENTRY_SOURCE = """
 # import numpy as np
 #
-# from tinytorch.competition import PretrainedBaseline
-#
 #
 # class MyEntry(PretrainedBaseline):
 #     team = "my-team"
@@ -1782,9 +1780,10 @@ with _probe("20_competition", "check_metadata_correct") as _p:
 # The cells after it build the package exactly as the arena will read it: a fresh instance,
 # `start_from_pretrained`, your `optimize()`, `package_submission` (source, `weights/`,
 # `submission.yaml`), zipped. The package is then loaded again from its files alone, like the
-# arena's inference run does, and measured against the baseline. Your `submission.py` imports
-# from `tinytorch.competition`: in this notebook that name means the code *you* wrote above
-# (`load_entry` below arranges it), so your entry runs on your own build.
+# arena's inference run does, and measured against the baseline. The notebook starts the file
+# with `from tinytorch.competition import CompetitionSubmission, PretrainedBaseline`
+# (`ENTRY_IMPORTS`); in this notebook that name means the code *you* wrote above (`load_entry`
+# below arranges it), so your entry runs on your own build. Import anything else you use.
 
 # %%
 #| export
@@ -1846,6 +1845,13 @@ def load_entry(source: str, filename: str = SOURCE_FILE) -> type:
     return found[0]
 
 
+# the first lines of your submission.py (the arena imports the file on its own)
+ENTRY_IMPORTS = (
+    '"""A competition entry written in competition.ipynb (ENTRY_SOURCE)."""\n\n'
+    "from tinytorch.competition import CompetitionSubmission, PretrainedBaseline  # noqa: F401\n"
+)
+
+
 def entry_from_package(folder) -> CompetitionSubmission:
     """A fresh instance of a package's entry, holding only what its files hold."""
     folder = Path(folder)
@@ -1861,7 +1867,6 @@ ENTRY_SOURCE = """
 # Size: the shipped baseline with 232 of 256 units per hidden layer pruned, fine-tuned, fp16.
 import numpy as np
 
-from tinytorch.competition import PretrainedBaseline
 from tinytorch.compression import structured_prune
 from tinytorch.core.data import DataLoader, TensorDataset
 from tinytorch.core.losses import cross_entropy
@@ -1908,9 +1913,9 @@ with needs_exercises():
         raise RuntimeError("complete exercise 12, `my_entry` (ENTRY_SOURCE), first")
     ENTRY_DIR = Path(tempfile.mkdtemp(prefix="my-entry-"))
     (ENTRY_DIR / "src").mkdir()
-    (ENTRY_DIR / "src" / SOURCE_FILE).write_text(ENTRY_SOURCE, encoding="utf-8")
+    (ENTRY_DIR / "src" / SOURCE_FILE).write_text(ENTRY_IMPORTS + ENTRY_SOURCE, encoding="utf-8")
     _t0 = time.perf_counter()
-    entry = load_entry(ENTRY_SOURCE)().start_from_pretrained(X_TRAIN, Y_TRAIN)
+    entry = load_entry(ENTRY_IMPORTS + ENTRY_SOURCE)().start_from_pretrained(X_TRAIN, Y_TRAIN)
     entry.optimize()
     ENTRY_PACKAGE = package_submission(entry, ENTRY_DIR / "src" / SOURCE_FILE, ENTRY_DIR / "package")
     ENTRY_ZIP = Path(shutil.make_archive(str(ENTRY_DIR / "entry"), "zip", ENTRY_PACKAGE))

@@ -58,7 +58,6 @@ def _entry(body: str) -> str:
 _ENTRY_HEAD = """
 import numpy as np
 
-from tinytorch.competition import PretrainedBaseline
 from tinytorch.compression import structured_prune
 from tinytorch.core.data import DataLoader, TensorDataset
 from tinytorch.core.losses import cross_entropy
