@@ -380,20 +380,21 @@ from tito.probe import probe as _probe
 def _scores_answer(case):
     if case["kind"] == "list":
         return np.zeros(case["shape"]).tolist()
-    out = np.zeros(case["shape"], dtype=case["dtype"])
+    answer = np.zeros(case["shape"], dtype=case["dtype"])
     if case["dtype"] != "object" and case["fill"] != 0.0:
         fill = float(case["fill"]) if isinstance(case["fill"], str) else case["fill"]
-        out.flat[np.prod(case["shape"]) // 2] = fill
-    return out
+        answer.flat[np.prod(case["shape"]) // 2] = fill
+    return answer
 
 
 def _scores_kind(case):
-    out = _scores_answer(case)
+    answer = _scores_answer(case)
     try:
-        back = check_scores(out, case["rows"], num_classes=case["num_classes"], query=case["query"])
+        back = check_scores(answer, case["rows"], num_classes=case["num_classes"],
+                            query=case["query"])
     except PredictionError as exc:
         return [str(exc.kind), str(exc)]
-    return ["ok", back is out]
+    return ["ok", back is answer]
 
 
 with _probe("20_competition", "check_scores_correct") as _p:
@@ -553,10 +554,10 @@ def _stream_probe(p):
         state["shapes"].append(tuple(np.shape(x)))
         state["firsts"].append(float(np.asarray(x).ravel()[0]))
         which = (k - p.inputs["warmup"]) // len(p.inputs["inputs"])  # pass (-1: warm-up)
-        out = np.repeat(np.asarray(x, np.float64)[:, :1], 10, axis=1) + 1000.0 * which  # (1, 10)
+        scores = np.repeat(np.asarray(x, np.float64)[:, :1], 10, axis=1) + 1000.0 * which  # (1, 10)
         if nan_at is not None and k == nan_at:
-            out[0, 0] = np.nan
-        return out
+            scores[0, 0] = np.nan
+        return scores
 
     inputs, warmup, repeats = p.inputs["inputs"], p.inputs["warmup"], p.inputs["repeats"]
     res = single_stream(predict, inputs, warmup=warmup, repeats=repeats,
