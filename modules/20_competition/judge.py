@@ -9,6 +9,16 @@ The references are written out here (a few lines each) rather than imported from
 own entry (the last two cells) is judged from its package *bytes* (read, never run) and from
 predictions on inputs drawn here, scored against labels that never enter the sandbox; its
 latency is the cell's wall time, measured by the worker.
+
+What these judges cannot see: anything the student's process reports about itself. The
+single_stream and train() checks drive the student's functions with a fake clock, a counting
+optimizer and sleeps made in that process, so a function that recognises the probe's callables
+can answer differently (the answers are still checked against numbers drawn fresh here). The
+entry's answers come from code that ran there: the test digits ship with the library, so an
+entry can memorise them (a nearest-neighbour lookup survives the noise added here), and its
+predict() can behave differently under grading. Its latency is bounded from above by the
+cell's wall time, never measured from below. Speed (train() from scratch) is not graded: loading
+shipped weights cannot be told from training without reading the code.
 """
 
 from __future__ import annotations
