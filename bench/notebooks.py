@@ -17,8 +17,8 @@ Targets (full mode; PASS/FAIL, a failure exits 1): notebook <= 60 s and grading 
 notebook per module, at class scale: the reference graded as CLASS_COPIES students in one run
 (the command's one-off start-up shared, as it is by a class); one notebook graded alone, start-up
 included, is reported beside it. ``--quick`` times the toy module (a few seconds; the test
-suite runs it) and only reports. A module's time is one cold run: the bench says how noisy that is by timing each
-notebook ``--runs`` times (default 1) and reporting the median and the spread.
+suite runs it) and only reports. A module's time is one cold run: the bench says how noisy that
+is by timing each notebook ``--runs`` times (default 1) and reporting the median and the spread.
 """
 
 from __future__ import annotations
