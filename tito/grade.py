@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import _io, nbg, sandbox, trust
+from . import _io, judging, nbg, sandbox, trust
 from .errors import CheckFailed, TitoError, one_line
 from .modules import ModuleSpec
 from .project import Project
@@ -167,7 +167,24 @@ def build_context(
         sandboxed=sandboxed,
         work_mb=int(limits.work_mb),
         hidden_modules=tuple(str(m) for m in (cfg.TitoAutograde.get("hidden_modules") or ())),
+        judge_source=_judge_source(spec, trusted),
+        judge_file=project.rel(judging.judge_file(spec.dir)),
     )
+
+
+def _judge_source(spec: ModuleSpec, trusted: trust.TrustedNotebook) -> str | None:
+    """The module's judge file (read here, in the parent; workers get the text), checked against
+    the gradebook: a grade cell whose hidden part runs a probe must have a judge."""
+    path = judging.judge_file(spec.dir)
+    if not path.is_file():
+        return None
+    source = path.read_text(encoding="utf-8")
+    judges = judging.load_source(source, str(path))
+    probed = {c.grade_id for c in trusted.grade_cells if "tito.probe" in c.source}
+    missing = sorted(probed - judges.checks)
+    if missing:
+        raise TitoError(f"{path} has no judge for grade cell(s) {', '.join(missing)}")
+    return source
 
 
 def _student_site(spec: ModuleSpec, project: Project, setting: object) -> str | None:

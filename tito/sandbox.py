@@ -868,10 +868,28 @@ def _child(cmd_fd, reply_fd, cells, policy, template, work_dir, protected):
     def on_alarm(_signum, _frame):
         raise CellTimeout(f"the cell did not finish within {timeout:g} s")
 
+    # the probe half of judged grade cells (tito/probe.py): armed with the worker's inputs
+    # before the cell, its outputs collected after it (what they are decides nothing here)
+    probe_mod = sys.modules.get("tito.probe")
+    _arm = getattr(probe_mod, "_arm", None)
+    _collect = getattr(probe_mod, "_collect", None)
     _send(reply_fd, {"op": "ready"})
     while True:
         msg = _recv(cmd_fd)
-        if not isinstance(msg, dict) or msg.get("op") != "run":
+        op = msg.get("op") if isinstance(msg, dict) else None
+        if op == "arm":  # before a judged grade cell: its probe's inputs (not timed)
+            if _arm is not None:
+                _arm(msg["module"], msg["check"], msg["payload"])
+            _send(reply_fd, {"op": "armed", "nonce": msg["nonce"]})
+            continue
+        if op == "collect":  # after it: what its probe recorded (not timed)
+            try:
+                payload = _collect() if _collect is not None else None
+            except BaseException as exc:  # noqa: B036 -- whatever broke, the judge says why
+                payload = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            _send(reply_fd, {"op": "probe", "nonce": msg["nonce"], "probe": payload})
+            continue
+        if op != "run":
             os._exit(0)
         spec = cells[int(msg["i"])]
         result = _run_cell(

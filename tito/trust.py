@@ -18,6 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 SOLUTION, GRADE, LOCKED, GIVEN, TEXT = "solution", "grade", "locked", "given", "text"
+# a given code cell tagged "demo": a measurement or experiment no check depends on; grading
+# never runs it (the tag comes from the trusted notebook, so a student cannot add or remove it)
+DEMO = "demo"
+DEMO_TAG = "demo"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def build_trusted(
         released = cell_source(raw)
         source = released
         kind = TEXT if raw.get("cell_type") != "code" else GIVEN
+        if kind == GIVEN and DEMO_TAG in (meta.get("tags") or ()):
+            kind = DEMO
         cell_points = None
         if gid:
             stored = gradebook_cells.get(gid, {})

@@ -26,11 +26,11 @@ import secrets
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import boundary, sandbox, trust
+from . import boundary, judging, probe, sandbox, trust
 from .project import Project
 from .results import CellScore, StudentResult
 
@@ -83,6 +83,10 @@ class GradingContext:
     work_mb: int = 512  # size of the sandbox's tmpfs: all a notebook may write
     # package modules stubbed inside besides the graded one (unpublished modules)
     hidden_modules: tuple[str, ...] = ()
+    # the module's judges (modules/NN_name/judge.py, read by the parent): the trusted half of
+    # its grade cells, run here in the worker, never inside a sandbox (tito/judging.py)
+    judge_source: str | None = None
+    judge_file: str = "judge.py"
 
     @property
     def student_build(self) -> bool:
@@ -304,6 +308,7 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
             module_aliases=ctx.module_aliases,
         ):
             notes.append(str(f) if f.kind == "reference" else f"flagged for review: {f}")
+    judges = judges_for(ctx)
     specs = [
         sandbox.CellSpec(
             index=i,
@@ -314,20 +319,21 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
             binds=p.cell.binds,
         )
         for i, p in enumerate(plan.cells)
-        if p.cell.cell_type == "code"
+        if p.cell.cell_type == "code" and p.cell.kind != trust.DEMO
     ]
+    probes = draw_probes(ctx, judges, plan)
     if isinstance(template, boundary.Zygote):
         files = _read_inputs(ctx.project.step_dir("submitted", ctx.module_id, student))
-        run = execute(ctx, specs, template, files)
+        run = execute(ctx, specs, template, files, probes)
     else:
         with tempfile.TemporaryDirectory(prefix=f"tito-grade-{ctx.module_id}-") as tmp:
             work = Path(tmp) / ctx.module_id
             _copy_inputs(ctx.project.step_dir("submitted", ctx.module_id, student), work)
-            run = execute(ctx, specs, template, str(work))
-    scores, cell_notes, course_notes = _score(ctx, plan, run)
+            run = execute(ctx, specs, template, str(work), probes)
+    scores, cell_notes, course_notes = _score(ctx, plan, run, judges, probes)
     notes += cell_notes
     seconds = time.perf_counter() - start
-    log_text = _log_text(student, plan, run, scores, notes, seconds, course_notes)
+    log_text = _log_text(student, plan, run, scores, notes, seconds, course_notes, probes)
     if run.failure:
         return StudentResult(
             ctx.module_id,
@@ -451,7 +457,52 @@ class _Sandboxed:
         return self.zygote.reap()
 
 
-def execute(ctx: GradingContext, specs: list[sandbox.CellSpec], template, work) -> Execution:
+@dataclass
+class ProbeInputs:
+    """What the worker drew for one judged grade cell: kept here, sent in as copies."""
+
+    check_id: str
+    seed: int  # fresh per grading (secrets); in the instructor's log to reproduce a verdict
+    inputs: dict  # the pristine inputs the judge compares against
+    payload: dict  # tito.probe.encode(inputs): what the grading process receives
+
+
+_JUDGES: dict[tuple[str, int], judging.Judges] = {}
+
+
+def judges_for(ctx: GradingContext) -> judging.Judges | None:
+    """The module's judges, loaded once per worker from the source the parent read."""
+    if ctx.judge_source is None:
+        return None
+    key = (ctx.module_id, hash(ctx.judge_source))
+    if key not in _JUDGES:
+        _JUDGES[key] = judging.load_source(ctx.judge_source, ctx.judge_file)
+    return _JUDGES[key]
+
+
+def draw_probes(
+    ctx: GradingContext, judges: judging.Judges | None, plan: trust.Plan
+) -> dict[int, ProbeInputs]:
+    """Fresh inputs for every judged grade cell of ``plan`` (cell index -> inputs)."""
+    out: dict[int, ProbeInputs] = {}
+    if judges is None:
+        return out
+    for i, p in enumerate(plan.cells):
+        gid = p.cell.grade_id
+        if p.cell.kind == trust.GRADE and gid in judges.checks:
+            seed = secrets.randbits(63)
+            inputs = judges.draw(gid, seed)
+            out[i] = ProbeInputs(gid, seed, inputs, probe.encode(inputs))
+    return out
+
+
+def execute(
+    ctx: GradingContext,
+    specs: list[sandbox.CellSpec],
+    template,
+    work,
+    probes: Mapping[int, ProbeInputs] | None = None,
+) -> Execution:
     """Run ``specs`` in a fresh grading process forked from ``template`` (a ``Zygote`` behind
     the OS boundary, ``work`` = the data files to give it; or this process's ``Template``,
     ``work`` = a directory): one request per cell, each answered with a report carrying the
@@ -481,10 +532,23 @@ def execute(ctx: GradingContext, specs: list[sandbox.CellSpec], template, work) 
         for k, spec in enumerate(specs if failure is None else []):
             label = spec.label
             nonce = secrets.token_hex(16)
+            armed = (probes or {}).get(spec.index)
+            if armed is not None:  # hand the probe its inputs first: the transfer is not timed
+                _exchange(
+                    cmd_w, rep_r, deadline,
+                    {"op": "arm", "module": ctx.module_id, "check": armed.check_id,
+                     "payload": armed.payload},
+                    "armed",
+                )
+            sent = time.perf_counter()
             sandbox.send_msg(cmd_w, {"op": "run", "i": k, "nonce": nonce})
             msg = sandbox.recv_msg(
                 rep_r, min(deadline, time.monotonic() + limits.cell_timeout + grace)
             )
+            outside = time.perf_counter() - sent  # the cell's time, measured out of reach
+            if armed is not None and isinstance(msg, dict):
+                got = _exchange(cmd_w, rep_r, deadline, {"op": "collect"}, "probe")
+                msg["probe"] = got.get("probe")
             if (
                 not isinstance(msg, dict)
                 or msg.get("op") != "result"
@@ -492,6 +556,7 @@ def execute(ctx: GradingContext, specs: list[sandbox.CellSpec], template, work) 
                 or msg.get("i") != spec.index
             ):
                 raise sandbox.ProtocolError("unexpected reply")
+            msg["outside_seconds"] = outside
             results[spec.index] = msg
         if failure is None and _pending(rep_r):
             label = "(after the last cell)"
@@ -523,6 +588,16 @@ def execute(ctx: GradingContext, specs: list[sandbox.CellSpec], template, work) 
     return Execution(results, failure, time.monotonic() - start)
 
 
+def _exchange(cmd_w: int, rep_r: int, deadline: float, request: dict, answer: str) -> dict:
+    """One request and its one answer (op ``answer``, the request's nonce) within 60 s."""
+    nonce = secrets.token_hex(16)
+    sandbox.send_msg(cmd_w, {**request, "nonce": nonce})
+    msg = sandbox.recv_msg(rep_r, min(deadline, time.monotonic() + 60))
+    if not isinstance(msg, dict) or msg.get("op") != answer or msg.get("nonce") != nonce:
+        raise sandbox.ProtocolError("unexpected reply")
+    return msg
+
+
 def _pending(fd: int) -> bool:
     import select
 
@@ -550,12 +625,40 @@ def _stderr_line(outputs: list[dict]) -> str | None:
     return None
 
 
+def judge_cell(
+    judges: judging.Judges, armed: ProbeInputs, r: Mapping
+) -> tuple[float, str | None]:
+    """The judge's verdict on what the grade cell's probe sent back: (fraction, why not all).
+    Runs here, in the worker, on the worker's own inputs; the reply is only data."""
+    payload = r.get("probe")
+    if payload is None:
+        return 0.0, "the hidden check did not run (the cell ended before its probe)"
+    if isinstance(payload, dict) and set(payload) == {"error"}:
+        return 0.0, f"the hidden check could not collect the results: {payload['error']}"[:500]
+    try:
+        outputs = probe.decode(payload)
+    except probe.ProbeError as exc:
+        return 0.0, f"the hidden check's results were not plain data: {exc}"
+    try:
+        return judging.verdict(judges, armed.check_id, armed.inputs, outputs,
+                               r.get("outside_seconds"))
+    except Exception as exc:  # an output of a shape the judge did not foresee
+        return 0.0, f"the hidden check could not judge the results: {type(exc).__name__}: {exc}"
+
+
 def _score(
-    ctx: GradingContext, plan: trust.Plan, run: Execution
+    ctx: GradingContext,
+    plan: trust.Plan,
+    run: Execution,
+    judges: judging.Judges | None = None,
+    probes: Mapping[int, ProbeInputs] | None = None,
 ) -> tuple[list[CellScore], list[str], list[str]]:
-    """nbgrader's rule per grade cell (an error or any stderr output scores 0; a numeric final
-    value is partial credit; otherwise full marks), plus the guard's verdicts."""
+    """Per grade cell: a judged cell scores what its judge decides (an error, stderr output or
+    tampering in the cell still scores 0); an unjudged one by nbgrader's rule (an error or any
+    stderr output scores 0; a numeric final value is partial credit; otherwise full marks);
+    plus the guard's verdicts."""
     scores, notes, course = [], [], []
+    probes = probes or {}
     mb = ctx.limits.memory_mb
     for i, p in enumerate(plan.cells):
         r = run.results.get(i)
@@ -593,6 +696,10 @@ def _score(
             scores.append(CellScore(label, 0.0, points, reason))
         elif stderr is not None:
             scores.append(CellScore(label, 0.0, points, f"wrote to stderr: {stderr}"))
+        elif i in probes and judges is not None:
+            frac, why = judge_cell(judges, probes[i], r)
+            r["judged"] = why  # shown in the autograded notebook (feedback)
+            scores.append(CellScore(label, round(points * frac, 6), points, why))
         else:
             partial = next((o["partial"] for o in r.get("outputs", []) if "partial" in o), None)
             if partial is not None and 0 <= partial <= points:
@@ -622,6 +729,16 @@ def _notebook(ctx: GradingContext, plan: trust.Plan, run: Execution) -> dict:
                 o = dict(o)
                 o.pop("partial", None)
                 outs.append(o)
+            if (r or {}).get("judged"):
+                why = r["judged"]
+                outs.append(
+                    {
+                        "output_type": "error",
+                        "ename": "HiddenCheckFailed",
+                        "evalue": why,
+                        "traceback": [f"HiddenCheckFailed: {why}"],
+                    }
+                )
             cell["outputs"] = outs
             cell["execution_count"] = (i + 1) if r is not None else None
         cells.append(cell)
@@ -633,7 +750,7 @@ def _notebook(ctx: GradingContext, plan: trust.Plan, run: Execution) -> dict:
     }
 
 
-def _log_text(student, plan, run, scores, notes, seconds, course_notes=()) -> str:
+def _log_text(student, plan, run, scores, notes, seconds, course_notes=(), probes=None) -> str:
     lines = [f"autograde of {student}: {seconds:.2f} s"]
     lines += [f"[WARNING] {w}" for w in plan.warnings]
     lines += [f"[NOTE] {n}" for n in notes]
@@ -645,6 +762,11 @@ def _log_text(student, plan, run, scores, notes, seconds, course_notes=()) -> st
         who = "student" if p.student else "trusted"
         what = "ok" if r["status"] == "ok" else r.get("error")
         lines.append(f"cell {p.cell.label} ({who}): {what} ({r.get('seconds', 0):.3f} s)")
+        if probes and i in probes:
+            lines.append(
+                f"    judged outside the sandbox: inputs seed {probes[i].seed}, "
+                f"{r.get('outside_seconds', 0):.3f} s measured by the worker"
+            )
         for o in r.get("outputs", []):
             if o.get("output_type") == "error":
                 lines += ["    " + ln for ln in o.get("traceback", [])]

@@ -1,0 +1,76 @@
+"""Every plausible wrong version of a graded function loses points (a judge fails), and at least
+three in four of a module's wrong versions fail a visible check, so the student learns of the
+mistake before submitting (issue #18). The lists: tests/wrong_versions/wrong_NN_name.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from wrong_versions.runner import REPO, WrongVersion, module_cells, run
+
+HERE = Path(__file__).resolve().parent / "wrong_versions"
+MODULES = sorted(p.stem.removeprefix("wrong_") for p in HERE.glob("wrong_*.py"))
+
+
+def _wrong_versions(module_id: str) -> list[WrongVersion]:
+    path = HERE / f"wrong_{module_id}.py"
+    spec = importlib.util.spec_from_file_location(f"wrong_{module_id}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.WRONG)
+
+
+CASES = [(m, w) for m in MODULES for w in _wrong_versions(m)]
+_CELLS: dict = {}
+_OUTCOMES: dict = {}
+
+
+def _outcome(module_id: str, wrong: WrongVersion | None):
+    key = (module_id, None if wrong is None else (wrong.exercise, wrong.name))
+    if key not in _OUTCOMES:
+        if module_id not in _CELLS:
+            _CELLS[module_id] = module_cells(module_id)
+        _OUTCOMES[key] = run(module_id, wrong, _CELLS[module_id])
+    return _OUTCOMES[key]
+
+
+@pytest.mark.parametrize("module_id", MODULES)
+def test_reference_passes_every_check(module_id):
+    """The reference solution passes every visible check and every judge (fresh inputs)."""
+    out = _outcome(module_id, None)
+    assert not out.visible and not out.hidden, f"the reference fails:\n{out.summary()}"
+
+
+@pytest.mark.parametrize(
+    "module_id,wrong", CASES, ids=[f"{m}-{w.exercise}-{w.name}" for m, w in CASES]
+)
+def test_wrong_version_fails_a_hidden_check(module_id, wrong):
+    """A wrong version loses points: at least one judge (or the cell's visible part) fails."""
+    out = _outcome(module_id, wrong)
+    assert out.hidden, f"{wrong.exercise} / {wrong.name!r} passes every judge:\n{out.summary()}"
+
+
+@pytest.mark.parametrize("module_id", MODULES)
+def test_most_wrong_versions_fail_a_visible_check(module_id):
+    """At least 3 in 4 of a module's wrong versions fail a check the student can see."""
+    wrongs = _wrong_versions(module_id)
+    assert wrongs, f"no wrong versions listed for {module_id}"
+    caught = [w for w in wrongs if _outcome(module_id, w).visible]
+    missed = [f"{w.exercise}: {w.name}" for w in wrongs if w not in caught]
+    assert len(caught) * 4 >= 3 * len(wrongs), (
+        f"{module_id}: only {len(caught)} of {len(wrongs)} wrong versions fail a visible check; "
+        f"missed: {missed}"
+    )
+
+
+def test_every_graded_function_has_wrong_versions():
+    """Each module's list covers every exercise (solution cell) that a grade cell checks."""
+    for module_id in MODULES:
+        exercises = {c.grade_id for c in module_cells(module_id) if c.is_solution}
+        covered = {w.exercise for w in _wrong_versions(module_id)}
+        assert exercises <= covered, f"{module_id}: no wrong versions for {exercises - covered}"
+
+
+assert REPO.is_dir()
