@@ -33,20 +33,18 @@ from tinytorch.autotuning import (
     OBJECTIVES,
     AutoTuner,
     Constraints,
-    ResultCache,
     SearchSpace,
     TuningResult,
-    active_learning,
-    adaptive_training,
-    config_quality,
-    fixed_training,
-    hyperparameter_search,
     measure,
     objective_value,
 )
 from tinytorch.core import zoo
 from tinytorch.core.nn import manual_seed
 from tinytorch.core.optim import AdamW
+from tinytorch.tuning.active import active_learning
+from tinytorch.tuning.adaptive import adaptive_training, fixed_training
+from tinytorch.tuning.cache import ResultCache
+from tinytorch.tuning.search import config_quality, hyperparameter_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 1024

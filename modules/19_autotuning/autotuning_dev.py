@@ -294,13 +294,36 @@ assert model_bytes(_qs[4]) == _want4, (
     f"INT4 model: expected {_want4} bytes (every state array, the two 4-bit weights packed two "
     f"codes per byte), got {model_bytes(_qs[4])}"
 )
-_root = _qs[4][0]  # a quantized layer on its own: its weight's key is "weight", not ".weight"
-_want_root = sum(a.nbytes for a in _root.state_dict().values()) - 64 * 24 + (64 * 24 + 1) // 2
+_tiny = Sequential(Linear(5, 3))  # 15 weights: an odd number of 4-bit codes
+_root = Quantizer(QConfig(weight_bits=4)).quantize(
+    _tiny, DataLoader(TensorDataset(np.ones((4, 5), np.float32)), batch_size=4), 1)[0]
+_want_root = sum(a.nbytes for a in _root.state_dict().values()) - 15 + 8
 assert model_bytes(_root) == _want_root, (
-    f"a 4-bit layer used as the model itself (state-dict key 'weight'): expected {_want_root} "
-    f"bytes, got {model_bytes(_root)}"
+    f"a 4-bit Linear(5, 3) used as the model itself (its weight's state-dict key is 'weight'; "
+    f"15 codes take 8 bytes): expected {_want_root} bytes, got {model_bytes(_root)}"
 )
 print("model_bytes: float, INT8, INT4 and a bare INT4 layer counted as stored")
+
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("19_autotuning", "model_bytes_counts_storage") as _p:
+    _in = _p.inputs
+    _ni, _nh, _no = _in["dims"]
+    _pnet = Sequential(Linear(_ni, _nh), ReLU(), Linear(_nh, _no))
+    _pnet.load_state_dict({"0.weight": _in["w0"], "0.bias": _in["b0"],
+                           "2.weight": _in["w1"], "2.bias": _in["b1"]})
+    _pcal = DataLoader(TensorDataset(_in["x"]), batch_size=8)
+    _pq4 = Quantizer(QConfig(weight_bits=4)).quantize(_pnet, _pcal, 2)
+    _pmixed = Quantizer(QConfig(weight_bits=4)).quantize(_pnet, _pcal, 2)
+    _pmixed.__setattr__("2", Linear(_nh, _no))
+    _pmodels = {"fp32": _pnet, "fp64": Sequential(Linear(_ni, _nh)).double(),
+                "int8": Quantizer(QConfig(weight_bits=8)).quantize(_pnet, _pcal, 2),
+                "int4": _pq4, "mixed": _pmixed, "root4": _pq4[0]}
+    for _name, _model in _pmodels.items():
+        _p.record(_name, model_bytes, _model)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Step 2: measuring latency honestly
@@ -409,6 +432,28 @@ assert _times[0][1] > _times[0][0] and _times[1][0] < _times[1][1], (
     "each round's entry must time that round's own calls (the fake machine slows down)"
 )
 print("interleaved_seconds: alternating rounds, seconds per call")
+
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("19_autotuning", "interleaved_rounds") as _p:
+    _in = _p.inputs
+    _pm = _FakeMachine(_in["costs"])
+    _pm.drift = _in["drift"]
+
+    def _pfn(i, _pm=_pm):
+        def call():
+            _pm.trace.append(i)
+            _pm.now += _pm.costs[i] * (1.0 + _pm.drift * _pm.calls)
+            _pm.calls += 1
+        return call
+
+    _p.record("times", interleaved_seconds, [_pfn(i) for i in range(len(_in["costs"]))],
+              rounds=_in["rounds"], warmup=_in["warmup"], min_time=_in["min_time"],
+              clock=_pm.clock)
+    _p.put("trace", list(_pm.trace))
+### END HIDDEN TESTS
 
 # %% [markdown]
 # `measure` (given) puts the harness together: accuracy on the validation split, your
@@ -649,6 +694,24 @@ else:
     raise AssertionError("a relative floor without the baseline accuracy should raise ValueError")
 print("Constraints: every budget named, margin and floors applied")
 
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+
+def _violation_rows(c, m, base, margin):
+    return [[v.constraint, v.metric, v.value, v.limit, v.upper]
+            for v in c.violations(Metrics(**m), base, margin)]
+
+
+with _probe("19_autotuning", "constraints_name_what_fails") as _p:
+    for _k, _case in enumerate(_p.inputs["cases"]):
+        _pc = Constraints(**_case["constraints"])
+        _p.record(f"v{_k}", _violation_rows, _pc, _case["metrics"], _case["base"],
+                  _case["margin"])
+        _p.record(f"floor{_k}", _pc.accuracy_floor, _case["base"])
+### END HIDDEN TESTS
+
 # %%
 for _bad in [dict(max_bytes=-1), dict(min_accuracy=1.5), dict(latency_margin=1.0)]:
     try:
@@ -711,7 +774,7 @@ print("BLAS details:", blas_info())
 #
 # Write the check in the `Pipeline` constructor. Raise `ValueError` for
 #
-# - an unknown step name (list the known ones: `sorted(STEPS)`),
+# - an unknown step name (name it and list the known ones: `sorted(STEPS)`),
 # - a step used twice (say "twice"),
 # - a step whose stage comes *before* the stage of an earlier step (name both stages).
 
@@ -812,6 +875,16 @@ assert Pipeline.from_dict(json.loads(json.dumps(_pipe.to_dict()))) == _pipe, (
     "a pipeline must survive a JSON round trip (to_dict / from_dict)"
 )
 print("Pipeline: stage order enforced, unknown and repeated steps refused")
+
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("19_autotuning", "pipeline_order") as _p:
+    for _k, _seq in enumerate(_p.inputs["seqs"]):
+        _p.record(f"p{_k}", lambda seq=_seq: [s.name for s in
+                                             Pipeline([Step.make(n) for n in seq]).steps])
+### END HIDDEN TESTS
 
 # %% tags=["demo"]
 with needs():
@@ -1069,6 +1142,19 @@ assert pareto_front(_objs, _vals.get) == ["a", "b"], (
 )
 print("pareto_front: exactly the non-dominated items, in input order")
 
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("19_autotuning", "pareto_front_filters") as _p:
+    for _k, _pts in enumerate(_p.inputs["sets"]):
+        _items = [tuple(_q) for _q in _pts]
+        _p.record(f"front{_k}", lambda items=_items: [list(q) for q in
+                                                      pareto_front(items, lambda q: q)])
+        _p.record(f"neg{_k}", lambda pts=_pts: list(pareto_front(
+            list(range(len(pts))), lambda i: tuple(-v for v in pts[i]))))
+### END HIDDEN TESTS
+
 # %% [markdown]
 # ## Step 8: the AutoTuner — recipes, then a grid search that prunes itself
 #
@@ -1219,6 +1305,10 @@ assert monotone_infeasible(Config(0.5, "none", None), [_near], floor=0.95, noise
     "the same config, measured below the floor with zero noise, is infeasible (a configuration "
     "is its own mildest relative)"
 )
+_edge = _cand(Config(0.5, "none", 8), 0.875)  # 0.875 + 0.0625 == 0.9375 exactly (binary fractions)
+assert not monotone_infeasible(Config(0.75, "none", 8), [_edge], floor=0.9375, noise=0.0625), (
+    "0.875 + noise 0.0625 equals the floor 0.9375: not BELOW it, so do not rule out"
+)
 _pass = _cand(Config(0.25, "finetune", 8), 0.99)
 assert monotone_infeasible(Config(0.75, "finetune", 4), [_pass, _fail], floor=0.95, noise=0.01), (
     "ANY failing milder relative is enough, even if another measured candidate passes"
@@ -1227,6 +1317,19 @@ assert not monotone_infeasible(Config(0.75, "finetune", 4), [_pass], floor=0.95,
     "a milder relative that PASSES the floor says nothing about a more aggressive config"
 )
 print("monotone_infeasible: failures of milder relatives rule out the aggressive configs")
+
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("19_autotuning", "monotone_rule") as _p:
+    for _k, _case in enumerate(_p.inputs["cases"]):
+        _measured = [_cand(Config(_pr, _re, _qu), _acc)
+                     for _pr, _re, _qu, _acc in _case["measured"]]
+        for _j, (_pr, _re, _qu) in enumerate(_case["queries"]):
+            _p.record(f"c{_k}_{_j}", monotone_infeasible, Config(_pr, _re, _qu), _measured,
+                      _case["floor"], _case["noise"])
+### END HIDDEN TESTS
 
 
 # %%
