@@ -5,10 +5,9 @@ reference changed so that the edit no longer applies); a few are written out who
 
 from __future__ import annotations
 
-from wrong_versions.runner import REPO, WrongVersion
-
 from tito.modules import load_module
 from tito.source import parse_source
+from wrong_versions.runner import REPO, WrongVersion
 
 _CELLS = {c.grade_id: c.body for c in parse_source(load_module(REPO / "modules" / "19_autotuning"))
           .cells if c.is_solution}
@@ -85,7 +84,8 @@ def model_bytes(model):
                 raise ValueError(f"step {s.name!r} appears twice in the pipeline")
 ''', "")),
     _edit("pipeline", "compares with the first step's stage only",
-          ("            last = stage\n", "            last = max(last, 0) if last >= 0 else stage\n")),
+          ("            last = stage\n",
+           "            last = max(last, 0) if last >= 0 else stage\n")),
     _edit("pipeline", "unknown step: KeyError, not ValueError",
           ('''            if s.name not in STEPS:
                 raise ValueError(f"unknown step {s.name!r}; known steps: {sorted(STEPS)}")
@@ -113,10 +113,12 @@ def model_bytes(model):
     _edit("pareto_front", "maximises instead of minimising",
           ("dominates(vals[j], vals[i])", "dominates(vals[i], vals[j])")),
     _edit("pareto_front", "first value only",
-          ("vals = [tuple(key(it)) for it in items]", "vals = [tuple(key(it))[:1] for it in items]")),
+          ("vals = [tuple(key(it)) for it in items]",
+           "vals = [tuple(key(it))[:1] for it in items]")),
     # ---- 6. monotone_infeasible
     _edit("monotone_infeasible", "relation reversed (milder configs ruled out)",
-          ("d.config.at_most_as_aggressive_as(config)", "config.at_most_as_aggressive_as(d.config)")),
+          ("d.config.at_most_as_aggressive_as(config)",
+           "config.at_most_as_aggressive_as(d.config)")),
     _edit("monotone_infeasible", "noise ignored",
           ("d.metrics.accuracy + noise < floor", "d.metrics.accuracy < floor")),
     _edit("monotone_infeasible", "at the floor within noise counts as failing",
@@ -127,5 +129,6 @@ def model_bytes(model):
           ("    if floor is None:\n        return False\n", "")),
     _edit("monotone_infeasible", "recovery ignored",
           ("d.config.at_most_as_aggressive_as(config)",
-           "d.config.prune <= config.prune and (d.config.quantize or 32) >= (config.quantize or 32)")),
+           "d.config.prune <= config.prune"
+           " and (d.config.quantize or 32) >= (config.quantize or 32)")),
 ]
