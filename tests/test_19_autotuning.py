@@ -713,19 +713,19 @@ def test_schedules_unit():
 @pytest.mark.slow
 def test_adaptive_training_reaches_fixed_accuracy_in_fewer_epochs(digits_mlp):
     _, data = digits_mlp
-    fixed, adaptive = [], []
+    fixed_runs, adaptive_runs = [], []
     for seed in range(3):
         manual_seed(seed)
         init = zoo.digits_mlp()
         before = copy.deepcopy(init.state_dict())
-        fixed.append(adaptive.fixed_training(init, data, epochs=30, seed=seed)[1])
-        adaptive.append(adaptive.adaptive_training(init, data, epochs=30, seed=seed)[1])
+        fixed_runs.append(adaptive.fixed_training(init, data, epochs=30, seed=seed)[1])
+        adaptive_runs.append(adaptive.adaptive_training(init, data, epochs=30, seed=seed)[1])
         assert all(np.array_equal(before[k], v) for k, v in init.state_dict().items())
-    f_acc = np.mean([r.test_acc for r in fixed])
-    a_acc = np.mean([r.test_acc for r in adaptive])
-    a_ep = np.mean([r.epochs for r in adaptive])
+    f_acc = np.mean([r.test_acc for r in fixed_runs])
+    a_acc = np.mean([r.test_acc for r in adaptive_runs])
+    a_ep = np.mean([r.epochs for r in adaptive_runs])
     assert a_ep < 30 and a_acc >= f_acc, (a_acc, f_acc, a_ep)
-    assert all(any("plateau" in e for e in r.events) for r in adaptive)
+    assert all(any("plateau" in e for e in r.events) for r in adaptive_runs)
 
 
 def test_uncertainty_and_active_learning_bookkeeping(digits_mlp):

@@ -798,10 +798,8 @@ class Pipeline:
             seen.add(s.name)
             stage = STEPS[s.name].stage
             if stage < last:
-                raise ValueError(
-                    f"step {s.name!r} ({STAGES[stage]}) cannot run after a {STAGES[last]} step: "
-                    f"the order is {' -> '.join(STAGES)}"
-                )
+                raise ValueError(f"step {s.name!r} ({STAGES[stage]}) cannot run after a "
+                                 f"{STAGES[last]} step: the order is {' -> '.join(STAGES)}")
             last = stage
         ### END SOLUTION
 

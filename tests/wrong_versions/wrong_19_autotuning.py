@@ -91,14 +91,14 @@ def model_bytes(model):
                 raise ValueError(f"unknown step {s.name!r}; known steps: {sorted(STEPS)}")
 ''', "")),
     _edit("pipeline", "order error without the stage names",
-          ('''f"step {s.name!r} ({STAGES[stage]}) cannot run after a {STAGES[last]} step: "
-                    f"the order is {' -> '.join(STAGES)}"''',
-           '''f"step {s.name!r} is out of order"''')),
+          ("""f"step {s.name!r} ({STAGES[stage]}) cannot run after a "
+                                 f"{STAGES[last]} step: the order is {' -> '.join(STAGES)}\"""",
+           """f"step {s.name!r} is out of order\"""")),
     _edit("pipeline", "steps sorted silently instead of refused",
-          ("                raise ValueError(\n                    f\"step {s.name!r} ({STAGES",
+          ('                raise ValueError(f"step {s.name!r} ({STAGES',
            "                self.steps.sort(key=lambda t: STEPS[t.name].stage)\n"
-           "                break\n                raise ValueError(\n"
-           "                    f\"step {s.name!r} ({STAGES")),
+           "                break\n"
+           '                raise ValueError(f"step {s.name!r} ({STAGES')),
     # ---- 5. pareto_front
     _edit("pareto_front", "identical items dominate each other",
           ("if not any(dominates(vals[j], vals[i]) for j in range(len(items)) if j != i)",
