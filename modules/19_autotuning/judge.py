@@ -1,12 +1,16 @@
 """Judges of module 19's grade cells: the trusted half of each check (see tito/judging.py).
 
 Instructor-only: never released, never inside a sandbox. Each grade cell's hidden probe drives
-the student's code on the inputs drawn here (a fresh seed per grading) and sends back plain
-data; the judges below hold their own reference of each exercise and decide, in the grading
-worker. What stays forgeable: `interleaved_rounds` judges a call trace and timings the probe
-records inside the sandbox on a fake clock (the timing logic is what is graded, not a speed);
-`model_bytes_counts_storage` judges the byte counts of models the probe builds from these
-inputs, which the judge rebuilds itself with the reference module 17.
+the student's code on the inputs drawn here (a fresh seed per grading: random cases plus
+targeted ones with random values, so that every wrong version of
+tests/wrong_versions/wrong_19_autotuning.py fails on every draw) and sends back plain data; the
+judges below hold their own reference of each exercise and decide, in the grading worker. The
+model-bytes judge rebuilds the probe's models itself (reference modules 17 and core).
+
+What these judges cannot see: `interleaved_rounds` judges a call trace and per-call times that
+the probe records inside the student's process on a fake clock, so they are whatever that
+process reports (the timing *logic* is graded, not a speed); the other five judge return values
+only, computed in the student's process on inputs it cannot predict.
 """
 
 import math
