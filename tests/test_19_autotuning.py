@@ -759,3 +759,59 @@ def test_bench_quick_runs_and_writes_json(tmp_path):
     for t in data["targets"]:
         assert isinstance(t["passed"], bool) and math.isfinite(t["value"]), t
     assert (ROOT / "bench" / "results" / "autotuning_pareto_quick.png").exists()
+
+
+# ============================================================================ judges
+def _judge_module():
+    import importlib.util
+
+    path = ROOT / "modules" / "19_autotuning" / "judge.py"
+    spec = importlib.util.spec_from_file_location("judge_19_autotuning", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_judges_take_numpy_scalars_as_the_values_they_are():
+    """In grading, a numpy scalar the student returns crosses the codec as a 0-d array (in
+    local mode as a Python scalar): the judges must read both the same way."""
+    from tito.judging import verdict
+    from tito.plaindata import decode, encode, plain
+
+    jm = _judge_module()
+    inputs = jm.judges.draw("monotone_rule", 7)
+    answers = {}
+    for k, case in enumerate(inputs["cases"]):
+        for j, q in enumerate(case["queries"]):
+            answers[f"c{k}_{j}"] = np.bool_(case["floor"] is not None and any(
+                jm.milder(m[:3], q) and m[3] + case["noise"] < case["floor"]
+                for m in case["measured"]))
+    local = {k: plain(v) for k, v in answers.items()}  # what local mode's probe keeps
+    for outputs in (local, decode(encode(answers))):
+        assert verdict(jm.judges, "monotone_rule", inputs, outputs, None) == (1.0, None)
+    wrong = dict(answers, c0_0=not answers["c0_0"])
+    frac, why = verdict(jm.judges, "monotone_rule", inputs, decode(encode(wrong)), None)
+    assert frac == 0.0 and "monotone_infeasible" in why
+    inputs = jm.judges.draw("model_bytes_counts_storage", 3)
+    models = jm.build_models(inputs)
+    sizes = {k: np.int64(jm.reference_model_bytes(m)) for k, m in models.items()}
+    assert verdict(jm.judges, "model_bytes_counts_storage", inputs, decode(encode(sizes)),
+                   None) == (1.0, None)
+    assert sizes["int4"] < sum(a.nbytes for a in models["int4"].state_dict().values())
+
+
+def test_judge_inputs_are_plain_python_data_and_fresh_per_seed():
+    jm = _judge_module()
+
+    def walk(x):
+        if isinstance(x, dict):
+            return all(walk(v) for v in x.values())
+        if isinstance(x, list):
+            return all(walk(v) for v in x)
+        return not isinstance(x, np.generic)
+
+    for check in sorted(jm.judges.checks):
+        a, b = jm.judges.draw(check, 1), jm.judges.draw(check, 2)
+        assert walk(a) and walk(b), f"{check}: numpy scalars in the inputs"
+        assert json.dumps(a, default=lambda v: v.tolist()) != json.dumps(
+            b, default=lambda v: v.tolist()), f"{check}: the same inputs for two seeds"

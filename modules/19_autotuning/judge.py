@@ -21,6 +21,18 @@ from tito.judging import Judges, expect
 
 judges = Judges("19_autotuning")
 
+
+def _py(value):
+    """Outputs as Python values: a numpy scalar the student returned arrives as a 0-d array in
+    grading (and as a Python scalar in local mode); both mean the same answer."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return value.item()
+    if isinstance(value, list):
+        return [_py(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _py(v) for k, v in value.items()}
+    return value
+
 STEP_STAGES = {"prune": 0, "finetune": 1, "quantize": 2, "backend": 3}
 STAGES = ("shrink", "recover", "quantize", "runtime")
 
@@ -84,6 +96,7 @@ BYTES_WHAT = {
 
 @judges.judge("model_bytes_counts_storage")
 def _bytes_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     models = build_models(inputs)
     for name, what in BYTES_WHAT.items():
         got = expect.returned(outputs, name, what=f"model_bytes of {what}")
@@ -137,6 +150,7 @@ def reference_rounds(inputs: dict) -> tuple[list[int], list[list[float]]]:
 
 @judges.judge("interleaved_rounds")
 def _rounds_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     trace, times = reference_rounds(inputs)
     n, rounds = len(inputs["costs"]), inputs["rounds"]
     what = f"interleaved_seconds of {n} functions over {rounds} rounds"
@@ -251,6 +265,7 @@ def _constraints_inputs(rng: np.random.Generator) -> dict:
 
 @judges.judge("constraints_name_what_fails")
 def _constraints_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     for k, case in enumerate(inputs["cases"]):
         c, base, m = case["constraints"], case["base"], case["metrics"]
         budgets = ", ".join(sorted(n for n in c if n != "latency_margin")) or "no budgets"
@@ -325,6 +340,7 @@ def expected_error(seq: list[str]) -> tuple[str, ...] | None:
 
 @judges.judge("pipeline_order")
 def _pipeline_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     for k, seq in enumerate(inputs["seqs"]):
         what = f"Pipeline({seq})"
         words = expected_error(seq)
@@ -364,6 +380,7 @@ def _pareto_inputs(rng: np.random.Generator) -> dict:
 
 @judges.judge("pareto_front_filters")
 def _pareto_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     for k, pts in enumerate(inputs["sets"]):
         what = f"pareto_front of {len(pts)} items with {len(pts[0]) if pts else 0} values each"
         want = [pts[i] for i in reference_front(pts)]
@@ -424,6 +441,7 @@ def _monotone_inputs(rng: np.random.Generator) -> dict:
 
 @judges.judge("monotone_rule")
 def _monotone_judge(inputs: dict, outputs: dict, seconds):
+    outputs = _py(outputs)
     for k, case in enumerate(inputs["cases"]):
         floor, noise = case["floor"], case["noise"]
         for j, q in enumerate(case["queries"]):
