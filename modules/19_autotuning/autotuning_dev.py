@@ -712,7 +712,7 @@ with _probe("19_autotuning", "constraints_name_what_fails") as _p:
         _p.record(f"floor{_k}", _pc.accuracy_floor, _case["base"])
 ### END HIDDEN TESTS
 
-# %%
+# %% tags=["demo"]
 for _bad in [dict(max_bytes=-1), dict(min_accuracy=1.5), dict(latency_margin=1.0)]:
     try:
         Constraints(**_bad)
@@ -735,7 +735,7 @@ with needs():
 # `fingerprint()` is part of every cache key, because a timing is only valid on the machine that
 # made it. Read `tinytorch/tuning/hardware.py`: it is short.
 
-# %%
+# %% tags=["demo"]
 hardware = HardwareProfile.detect()
 print(hardware.describe())
 print("parsed from ARM text:", cpu_flags("processor : 0\nFeatures : fp asimd evtstrm asimddp\n"))
@@ -1071,7 +1071,7 @@ def optimization_pipeline(
     )
 
 
-# %%
+# %% tags=["demo"]
 _mlp_shape, _cnn_shape = zoo.digits_mlp(), zoo.digits_cnn()  # rules read the structure only
 print(f"the default grid has {len(SearchSpace())} configurations\n")
 with needs():
