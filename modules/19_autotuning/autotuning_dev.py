@@ -205,7 +205,13 @@ def needs():
     except NotImplementedError as e:
         tb, number = e.__traceback__, None
         while tb is not None:  # the innermost frame that is one of the exercises
-            number = _WRITTEN_IN.get(tb.tb_frame.f_code.co_qualname, number)
+            frame = tb.tb_frame
+            name = getattr(frame.f_code, "co_qualname", None)  # Python >= 3.11
+            if name is None:  # Python 3.10: the method's class from its `self`
+                owner = frame.f_locals.get("self")
+                prefix = "" if owner is None else f"{type(owner).__name__}."
+                name = prefix + frame.f_code.co_name
+            number = _WRITTEN_IN.get(name, number)
             tb = tb.tb_next
         which = (f"exercise {number}, `{EXERCISES[number]}`," if number
                  else "the exercises this cell uses")
