@@ -37,7 +37,8 @@ WRONG = [
     # ---- gflops
     _edit("gflops", "counts n^3 FLOPs (no factor 2)",
           ("return 2.0 * n**3 / seconds / 1e9", "return n**3 / seconds / 1e9")),
-    _edit("gflops", "n^2 instead of n^3", ("return 2.0 * n**3 / seconds", "return 2.0 * n**2 / seconds")),
+    _edit("gflops", "n^2 instead of n^3",
+          ("return 2.0 * n**3 / seconds", "return 2.0 * n**2 / seconds")),
     _edit("gflops", "MFLOP/s (1e6)", ("/ seconds / 1e9", "/ seconds / 1e6")),
     # ---- benchmark
     _edit("benchmark", "mean instead of median",
@@ -77,8 +78,10 @@ WRONG = [
           (_NAIVE_RETURN, "    return np.array(out).astype(np.result_type(a, b))")),
     # ---- blocked_matmul
     _edit("blocked_matmul", "drops the edge tiles",
-          ("for i0 in range(0, m, block_size):", "for i0 in range(0, m - block_size + 1, block_size):"),
-          ("for k0 in range(0, k, block_size):", "for k0 in range(0, k - block_size + 1, block_size):")),
+          ("for i0 in range(0, m, block_size):",
+           "for i0 in range(0, m - block_size + 1, block_size):"),
+          ("for k0 in range(0, k, block_size):",
+           "for k0 in range(0, k - block_size + 1, block_size):")),
     _edit("blocked_matmul", "overwrites instead of accumulating over k",
           ("c_tile += a[i0:i1, k0:k1] @ b[k0:k1, j0:j1]",
            "c_tile[...] = a[i0:i1, k0:k1] @ b[k0:k1, j0:j1]")),
@@ -99,7 +102,8 @@ WRONG = [
            "out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)")),
     # ---- broadcast_matmul
     _edit("broadcast_matmul", "ignores the kernel (calls np.matmul)",
-          ("    if a.ndim == 2 and b.ndim == 2:", "    return np.matmul(a, b)\n    if a.ndim == 2 and b.ndim == 2:")),
+          ("    if a.ndim == 2 and b.ndim == 2:",
+           "    return np.matmul(a, b)\n    if a.ndim == 2 and b.ndim == 2:")),
     _edit("broadcast_matmul", "keeps the 1 of a 1-D operand",
           ("""    if a.ndim == 1:
         out = out[..., 0, :]  # (*batch, 1, N) -> (*batch, N)
@@ -147,7 +151,8 @@ WRONG = [
     _edit("optimized_backend", "integer route without the exactness check",
           ("if exact_in_float64(a, b):", "if out_dtype.kind in 'biu':")),
     _edit("optimized_backend", "no rules: np.matmul for everything",
-          ("        cfg = self.config\n", "        return np.matmul(a, b)\n        cfg = self.config\n")),
+          ("        cfg = self.config\n",
+           "        return np.matmul(a, b)\n        cfg = self.config\n")),
     _edit("optimized_backend", "fold drops the row dimension",
           ("return np.dot(rows, b).reshape(a.shape[:-1] + b.shape[1:])",
            "return np.dot(rows, b).reshape(a.shape[:-2] + b.shape[1:])")),
