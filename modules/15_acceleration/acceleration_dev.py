@@ -229,7 +229,6 @@ def benchmark_backend(
 import unittest.mock
 
 
-
 class _StandInClock:
     """Stands in for time.perf_counter: time moves only while fn() runs, by its next duration."""
 
