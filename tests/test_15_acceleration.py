@@ -358,3 +358,103 @@ def test_bench_quick_runs_and_writes_valid_json(tmp_path):
         assert name in res["gflops"]
     assert res["tinygpt_generation"]["same_tokens_on_every_backend"] is True
     assert all(v > 0 for v in res["tinygpt_generation"]["seconds"].values())
+
+
+# ------------------------------------------------------------------------------ judges
+def _judge_file() -> dict:
+    """The namespace of module 15's judge file (its judges and helpers)."""
+    path = ROOT / "modules" / "15_acceleration" / "judge.py"
+    ns: dict = {}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), ns)
+    return ns
+
+
+def _judges():
+    return _judge_file()["judges"]
+
+
+def _naive_outputs(inputs: dict, kernel) -> dict:
+    """What the naive_matches_numpy probe records, with `kernel` as the student's function."""
+    from tito.probe import Probe
+
+    p = Probe("15_acceleration", "naive_matches_numpy", inputs, None)
+    for k in range(inputs["n_cases"]):
+        p.record(f"out{k}", kernel, inputs[f"a{k}"], inputs[f"b{k}"])
+    for key, (a, b) in {"int": ("ai", "bi"), "int32": ("ai32", "bi32"),
+                        "f32": ("a32", "b32"), "bad_1d": ("v", "b0"), "bad_3d": ("t3", "b0"),
+                        "bad_inner": ("a32", "a32")}.items():
+        p.record(key, kernel, inputs[a], inputs[b])
+    at, bt = _judge_file()["timed_operands"](inputs["timed_seed"], inputs["timed_shape"],
+                                             "float64")
+    p.record("timed", kernel, at, bt)
+    return p.outputs
+
+
+def test_every_grade_cell_has_a_judge_and_fresh_inputs():
+    """Each grade cell of the module is judged outside; its inputs change with the seed."""
+    from tito.modules import load_module
+    from tito.source import parse_source
+
+    judges = _judges()
+    cells = parse_source(load_module(ROOT / "modules" / "15_acceleration")).cells
+    grade_ids = {c.grade_id for c in cells if c.is_grade}
+    assert grade_ids == set(judges.checks)
+    for check in judges.checks:
+        one, two = judges.draw(check, 1), judges.draw(check, 2)
+        arrays = [k for k, v in one.items() if isinstance(v, np.ndarray) and v.size > 1]
+        assert any(not np.array_equal(one[k], two.get(k)) for k in arrays) or one != two, check
+
+
+def test_naive_judge_uses_the_outside_time():
+    """A BLAS-backed naive_matmul has every value right; only the outside clock catches it."""
+    from tito import judging
+
+    judges = _judges()
+    inputs = judges.draw("naive_matches_numpy", 7)
+    outputs = _naive_outputs(inputs, acc.naive_matmul)
+    frac, why = judging.verdict(judges, "naive_matches_numpy", inputs, outputs, 30.0)
+    assert (frac, why) == (1.0, None)
+
+    def blas(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim != 2 or b.ndim != 2:
+            raise ValueError(f"takes 2-D arrays, got {a.shape} and {b.shape}")
+        backends.check_matmul_shapes(a, b)
+        return a @ b
+
+    outputs = _naive_outputs(inputs, blas)
+    frac, why = judging.verdict(judges, "naive_matches_numpy", inputs, outputs, 0.002)
+    assert frac == 0.0 and "far faster than three Python loops" in why
+    assert str(inputs["a0"][0, 0]) not in why  # no values leak
+
+
+def test_benchmark_judge_names_the_statistic():
+    """benchmark's judge says which statistic was returned instead of the median."""
+    from tito import judging
+
+    judges = _judges()
+    inputs = judges.draw("measure_helpers_correct", 3)
+    outputs = {f"g{k}": 2.0 * n**3 / s / 1e9
+               for k, (n, s) in enumerate(zip(inputs["g_n"], inputs["g_s"], strict=True))}
+    for k, sch in enumerate(inputs["schedules"]):
+        timed = sch["durations"][sch["warmup"]:]
+        outputs[f"b{k}"] = float(np.mean(timed))  # the mean, not the median
+        outputs[f"calls{k}"] = sch["warmup"] + sch["repeats"]
+    n, dtype = inputs["bm_n"], inputs["bm_dtype"]
+    outputs["bm_seen"] = [[n, n, dtype], [n, n, dtype]]
+    frac, why = judging.verdict(judges, "measure_helpers_correct", inputs, outputs, 1.0)
+    assert frac == 0.0 and "the mean of the timed calls" in why
+    for k, sch in enumerate(inputs["schedules"]):
+        outputs[f"b{k}"] = float(np.median(sch["durations"][sch["warmup"]:]))
+    assert judging.verdict(judges, "measure_helpers_correct", inputs, outputs, 1.0) == (1.0, None)
+
+
+def test_exact_judge_agrees_with_the_reference_solution():
+    """The judge's own exact_in_float64 gives the reference's answer on every drawn case."""
+    ns = _judge_file()
+    judges = ns["judges"]
+    for seed in range(5):
+        inputs = judges.draw("exact_in_float64_correct", seed)
+        for j in range(inputs["n_cases"]):
+            a, b = inputs[f"a{j}"], inputs[f"b{j}"]
+            assert acc.exact_in_float64(a, b) is ns["_exact"](a, b), (a, b)
