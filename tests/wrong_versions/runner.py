@@ -63,6 +63,54 @@ def module_cells(module_id: str) -> list[Cell]:
     return parse_source(spec).cells
 
 
+class LibraryState:
+    """The module-level state of the loaded ``tinytorch`` modules (bindings, the contents of
+    their dicts/lists/sets such as the backend registry, context variables): a notebook run
+    changes it (``register_backend(...)`` registers into the core), ``restore`` puts it back so
+    one run cannot change the next or the tests that follow."""
+
+    def __init__(self) -> None:
+        import contextvars
+        import sys
+
+        self.saved = []
+        for name, mod in list(sys.modules.items()):
+            if not (name == "tinytorch" or name.startswith("tinytorch.")) or mod is None:
+                continue
+            binds = dict(vars(mod))
+            contents = {}
+            for key, value in binds.items():
+                if type(value) in (dict, list, set):
+                    contents[key] = type(value)(value)
+                elif isinstance(value, contextvars.ContextVar):
+                    contents[key] = value.get(_UNSET)
+            self.saved.append((mod, binds, contents))
+
+    def restore(self) -> None:
+        import contextvars
+
+        for mod, binds, contents in self.saved:
+            space = vars(mod)
+            for key in [k for k in space if k not in binds]:
+                del space[key]
+            space.update(binds)
+            for key, old in contents.items():
+                value = binds[key]
+                if isinstance(value, dict):
+                    value.clear()
+                    value.update(old)
+                elif isinstance(value, list):
+                    value[:] = old
+                elif isinstance(value, set):
+                    value.clear()
+                    value.update(old)
+                elif isinstance(value, contextvars.ContextVar) and old is not _UNSET:
+                    value.set(old)
+
+
+_UNSET = object()
+
+
 def run(module_id: str, wrong: WrongVersion | None, cells: list[Cell] | None = None) -> Outcome:
     """Run ``module_id``'s cells with ``wrong`` in place of its exercise (None: the reference)."""
     cells = cells if cells is not None else module_cells(module_id)
@@ -75,6 +123,7 @@ def run(module_id: str, wrong: WrongVersion | None, cells: list[Cell] | None = N
     old_root = os.environ.get("TITO_ROOT")
     os.environ["TITO_ROOT"] = str(REPO)
     sink = io.StringIO()
+    state = LibraryState()
     with tempfile.TemporaryDirectory(prefix=f"wrong-{module_id}-") as tmp:
         os.chdir(tmp)
         try:
@@ -100,6 +149,7 @@ def run(module_id: str, wrong: WrongVersion | None, cells: list[Cell] | None = N
                     else:
                         _exec(cell.body, label, ns, out.visible)
         finally:
+            state.restore()
             os.chdir(old_cwd)
             if old_root is None:
                 os.environ.pop("TITO_ROOT", None)
