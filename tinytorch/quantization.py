@@ -827,7 +827,7 @@ class Quantizer:
         return convert(prepared)
 
 
-# %% cell 50: int4_packing
+# %% cell 51: int4_packing
 def pack_int4(q: np.ndarray) -> np.ndarray:
     """int8 codes in [-8, 7] (any shape) -> uint8 bytes, two codes per byte (flattened)."""
     q = np.asarray(q)
@@ -856,7 +856,7 @@ def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
     return nib[:count].astype(np.int8)
 
 
-# %% cell 54: size_accounting
+# %% cell 55: size_accounting
 def state_nbytes(model: Module) -> int:
     """Bytes of every array in `model.state_dict()` (what the model holds in memory)."""
     return int(sum(a.nbytes for a in model.state_dict().values()))
@@ -949,7 +949,7 @@ def plot_size_report(rows: list[LayerSize], title: str = "bytes per layer"):
     return fig
 
 
-# %% cell 60: export
+# %% cell 61: export
 DEPLOY_HINT = "pip install tinytorch[deploy]"  # the optional extra with onnx + onnxruntime
 
 
