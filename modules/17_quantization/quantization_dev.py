@@ -123,8 +123,6 @@ __all__ = [
 import os
 import time
 
-import matplotlib.pyplot as plt
-
 from tinytorch.acceleration import benchmark, use_backend
 from tinytorch.core import nn
 from tinytorch.core.data import DataLoader, TensorDataset
@@ -2099,6 +2097,8 @@ for _label, _fm, _q8, _q4 in [("MLP", mlp, mlp_int8, mlp_int4), ("CNN", cnn, cnn
     _s32, _s16, _s8 = serialized_size(_fm), serialized_size(to_fp16(_fm)), serialized_size(_q8)
     print(f"     np.savez file: FP32 {_s32:,} B, FP16 {_s16:,} B, INT8 {_s8:,} B "
           f"-> {_s32 / _s8:.2f}x smaller than FP32")
+import matplotlib.pyplot as plt  # here, not at the top: only this cell draws
+
 plot_size_report(size_report(mlp, mlp_int8, mlp_int4), "digits MLP: bytes per layer")
 plt.show()
 
