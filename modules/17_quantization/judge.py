@@ -12,9 +12,10 @@ What stays forgeable (the probe runs in the student's process, so it only report
 - every output is the student's *answer*: a notebook that computes the reference itself in the
   probe's place scores, but that is doing the exercise. No expected value ever enters the
   sandbox, and the inputs (ranges, codes, batches, calibration images) are fresh per grading.
-- ``convert_builds_new_int8_model`` reports whether the float model was left untouched by
-  recording its weights after quantizing; a patch that restores them before the recording would
-  pass that part.
+- ``convert_builds_new_int8_model`` judges the float model's weights as recorded after
+  quantizing; a patch that restores them before the recording would pass that part.
+- ``minmax_and_moving_average_observers`` records whether ``observer(x) is x`` as a boolean
+  (identity cannot cross the boundary); a forged ``True`` passes that one line.
 - ``digits_int8_accuracy_within_one_point`` judges the logits the probe reports for the test
   images: logits computed by any means (e.g. the float model) pass the accuracy part; the
   integer-vs-dequant agreement and the calibration indices drawn here make a lookup table
@@ -424,6 +425,7 @@ def _mk_inputs(rng: np.random.Generator) -> dict:
             "w": rng.integers(-127, 128, (k, c)).astype(np.int8),
             "z": int(rng.integers(-128, 128)),
             "m": rng.uniform(1e-4, 1e-2, c).astype(np.float32),
+            "acc": rng.integers(-(2**24), 2**24, (n, c)).astype(np.int32),
         })
     k = int(rng.integers(6000, 9000))
     return {
@@ -441,9 +443,10 @@ def _mk_judge(inputs: dict, outputs: dict, seconds):
         want = (x.astype(np.int64) - c["z"]) @ w.astype(np.int64)
         expect.array(outputs, f"acc{i}", want, dtype=np.int32, rtol=0, atol=0,
                      what=f"int8_matmul of {x.shape} @ {w.shape} codes with zero point != 0")
-        expect.array(outputs, f"y{i}", want.astype(np.float32) * c["m"], dtype=np.float32,
+        acc = c["acc"]
+        expect.array(outputs, f"y{i}", acc.astype(np.float32) * c["m"], dtype=np.float32,
                      rtol=1e-6, atol=0, what="requantize with one multiplier per column")
-        expect.array(outputs, f"ys{i}", want.astype(np.float32) * np.float32(inputs["m_scalar"]),
+        expect.array(outputs, f"ys{i}", acc.astype(np.float32) * np.float32(inputs["m_scalar"]),
                      dtype=np.float32, rtol=1e-6, atol=0,
                      what="requantize with one scalar multiplier")
     bx, bw = inputs["big_x"], inputs["big_w"]
@@ -558,8 +561,10 @@ def _cv_inputs(rng: np.random.Generator) -> dict:
 def _cv_judge(inputs: dict, outputs: dict, seconds):
     expect.equal(outputs, "kinds", ["QuantizedLinear", "ReLU", "QuantizedLinear"],
                  what="the converted model's layers (Linear -> QuantizedLinear, order kept)")
-    expect.equal(outputs, "untouched", True,
-                 what="the float model after quantizing (must be unchanged)")
+    after = expect.returned(outputs, "float_after", "the float model's state after quantizing")
+    for key, name in (("0.weight", "w0"), ("0.bias", "b0"), ("2.weight", "w2"), ("2.bias", "b2")):
+        expect.array(after, key, inputs[name], dtype=np.float32, rtol=0, atol=0,
+                     what=f"the float model's {key} after quantizing (must be unchanged)")
     w0, b0, w2 = inputs["w0"], inputs["b0"], inputs["w2"]
     calib = np.concatenate(inputs["calib"])
     s0, z0 = ref_qparams(calib.min(), calib.max())
