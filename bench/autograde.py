@@ -164,6 +164,7 @@ def boundary_cost(base: Project, spec, tmp: Path, n: int, repeats: int) -> dict:
     sandboxed template included) and the median per-notebook time in the worker (fork,
     cells, reap). Ratios of medians; the first pair is a warm-up."""
     runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    shares: list[float] = []  # probe/judge split seconds / grading seconds, per notebook
     for r in range(repeats + 1):
         for sandboxed in (True, False):
             project = copy_course(base, tmp / f"boundary-{r}-{sandboxed}")
@@ -173,6 +174,8 @@ def boundary_cost(base: Project, spec, tmp: Path, n: int, repeats: int) -> dict:
             worker = statistics.median(x.seconds for x in res if x.graded)
             if r > 0:
                 runs[sandboxed].append((secs / n, worker))
+                if sandboxed:
+                    shares += [x.judge_seconds / x.seconds for x in res if x.graded and x.seconds]
             shutil.rmtree(project.root, ignore_errors=True)
     med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v))
            for k, v in runs.items()}
@@ -181,6 +184,8 @@ def boundary_cost(base: Project, spec, tmp: Path, n: int, repeats: int) -> dict:
         "worker_s_per_notebook": {"sandboxed": med[True][1], "no_sandbox": med[False][1]},
         "run_ratio": med[True][0] / med[False][0],
         "worker_ratio": med[True][1] / med[False][1],
+        "judge_share": statistics.median(shares) if shares else 0.0,
+        "judge_share_max": max(shares) if shares else 0.0,
         "repeats": repeats,
     }
 
@@ -193,6 +198,8 @@ def report_boundary(b: dict, spec, n: int) -> None:
              b["run_s_per_notebook"]["no_sandbox"], b["run_ratio"]],
             ["median in the worker (s)", b["worker_s_per_notebook"]["sandboxed"],
              b["worker_s_per_notebook"]["no_sandbox"], b["worker_ratio"]],
+            ["probe/judge split, share of grading (median / max)", b["judge_share"],
+             b["judge_share_max"], "-"],
         ],
         title=f"The OS boundary's cost, {n} submissions of {spec.id}, median of "
         f"{b['repeats']} interleaved runs each",
@@ -209,7 +216,15 @@ def boundary_targets(b: dict, spec) -> list:
             1.10,
             unit="x",
             higher_is_better=False,
-        )
+        ),
+        # what the split adds per notebook: drawing inputs, handing them in, collecting the
+        # outputs, decoding and judging (the judge's reference computation included)
+        H.Target(
+            f"probe/judge split share of grading a notebook of {spec.id}",
+            b["judge_share"],
+            0.10,
+            higher_is_better=False,
+        ),
     ]
 
 

@@ -8,7 +8,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from wrong_versions.runner import REPO, WrongVersion, module_cells, run
 
 HERE = Path(__file__).resolve().parent / "wrong_versions"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tito.probe import RAISED
+from tito.plaindata import RAISED
 
 InputsFn = Callable[[np.random.Generator], dict]
 JudgeFn = Callable[[dict, dict, "float | None"], "float | None"]

@@ -25,6 +25,9 @@ class StudentResult:
     warnings: list[str] = field(default_factory=list)  # cells edited, deleted, re-scored, added
     log: str | None = None  # grading log, relative to the project root
     seconds: float = 0.0  # time spent grading this notebook (in its worker)
+    # of which the probe/judge split: drawing inputs, handing them over, collecting the outputs,
+    # decoding and judging them (what in-process hidden checks did not pay)
+    judge_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # limits hit, refused operations, flags
     worker: str | None = None  # which worker process graded it
     # operations the course's own (given) cells tried and grading refused: not the student's

@@ -11,7 +11,7 @@ run; ``inline`` runs in this process. A Dask executor is ``lambda fn, batches:
 (f.result() for f in as_completed(client.map(fn, batches)))``: a batch's results are plain data
 that the parent merges into the gradebook, so workers need no access to it.
 
-In a worker, ``Template`` (tito/sandbox.py) imports what the trusted cells import, once; every
+In a worker, ``Template`` (tito/guard.py) imports what the trusted cells import, once; every
 notebook then runs in a fresh ``os.fork()`` of that pristine state (milliseconds, where starting
 a Jupyter kernel takes about a second), under the limits and the guard, and is killed after its
 last cell. A worker never runs student code itself, so nothing a student does survives into the
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import boundary, judging, probe, sandbox, trust
+from . import boundary, judging, plaindata, sandbox, trust
 from .project import Project
 from .results import CellScore, StudentResult
 
@@ -274,6 +274,7 @@ class Execution:
     results: dict[int, dict]  # notebook cell index -> the child's report
     failure: str | None  # why the notebook could not be graded
     seconds: float
+    exchange_seconds: float = 0.0  # handing probes their inputs and collecting their outputs
 
 
 def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> StudentResult:
@@ -321,7 +322,9 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
         for i, p in enumerate(plan.cells)
         if p.cell.cell_type == "code" and p.cell.kind != trust.DEMO
     ]
+    t_split = time.perf_counter()
     probes = draw_probes(ctx, judges, plan)
+    split = time.perf_counter() - t_split
     if isinstance(template, boundary.Zygote):
         files = _read_inputs(ctx.project.step_dir("submitted", ctx.module_id, student))
         run = execute(ctx, specs, template, files, probes)
@@ -330,7 +333,9 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
             work = Path(tmp) / ctx.module_id
             _copy_inputs(ctx.project.step_dir("submitted", ctx.module_id, student), work)
             run = execute(ctx, specs, template, str(work), probes)
+    t_split = time.perf_counter()
     scores, cell_notes, course_notes = _score(ctx, plan, run, judges, probes)
+    split += time.perf_counter() - t_split + run.exchange_seconds
     notes += cell_notes
     seconds = time.perf_counter() - start
     log_text = _log_text(student, plan, run, scores, notes, seconds, course_notes, probes)
@@ -352,6 +357,7 @@ def grade_one(ctx: GradingContext, student: str, template: sandbox.Template) -> 
         ctx.module_id,
         student,
         True,
+        judge_seconds=split,
         scores=scores,
         warnings=plan.warnings,
         notes=notes,
@@ -464,7 +470,7 @@ class ProbeInputs:
     check_id: str
     seed: int  # fresh per grading (secrets); in the instructor's log to reproduce a verdict
     inputs: dict  # the pristine inputs the judge compares against
-    payload: dict  # tito.probe.encode(inputs): what the grading process receives
+    payload: dict  # tito.plaindata.encode(inputs): what the grading process receives
 
 
 _JUDGES: dict[tuple[str, int], judging.Judges] = {}
@@ -492,7 +498,7 @@ def draw_probes(
         if p.cell.kind == trust.GRADE and gid in judges.checks:
             seed = secrets.randbits(63)
             inputs = judges.draw(gid, seed)
-            out[i] = ProbeInputs(gid, seed, inputs, probe.encode(inputs))
+            out[i] = ProbeInputs(gid, seed, inputs, plaindata.encode(inputs))
     return out
 
 
@@ -516,6 +522,7 @@ def execute(
         proc = _Forked(ctx, specs, template, work)
     cmd_w, rep_r = proc.cmd_w, proc.rep_r
     died = False
+    exchanged = 0.0
     results: dict[int, dict] = {}
     failure = None
     label = "(start-up)"
@@ -532,20 +539,27 @@ def execute(
         for k, spec in enumerate(specs if failure is None else []):
             label = spec.label
             nonce = secrets.token_hex(16)
-            request = {"op": "run", "i": k, "nonce": nonce}
             armed = (probes or {}).get(spec.index)
-            if armed is not None:
-                request["probe"] = {
-                    "module": ctx.module_id,
-                    "check": armed.check_id,
-                    "payload": armed.payload,
-                }
+            t_x = time.perf_counter()
+            if armed is not None:  # hand the probe its inputs first: the transfer is not timed
+                _exchange(
+                    cmd_w, rep_r, deadline,
+                    {"op": "arm", "module": ctx.module_id, "check": armed.check_id,
+                     "payload": armed.payload},
+                    "armed",
+                )
             sent = time.perf_counter()
-            sandbox.send_msg(cmd_w, request)
+            exchanged += sent - t_x
+            sandbox.send_msg(cmd_w, {"op": "run", "i": k, "nonce": nonce})
             msg = sandbox.recv_msg(
                 rep_r, min(deadline, time.monotonic() + limits.cell_timeout + grace)
             )
             outside = time.perf_counter() - sent  # the cell's time, measured out of reach
+            if armed is not None and isinstance(msg, dict):
+                t_x = time.perf_counter()
+                got = _exchange(cmd_w, rep_r, deadline, {"op": "collect"}, "probe")
+                msg["probe"] = got.get("probe")
+                exchanged += time.perf_counter() - t_x
             if (
                 not isinstance(msg, dict)
                 or msg.get("op") != "result"
@@ -582,7 +596,17 @@ def execute(
         status = proc.end()
     if died:
         failure = f"the grading process died ({_death(status)}) while running cell {label}"
-    return Execution(results, failure, time.monotonic() - start)
+    return Execution(results, failure, time.monotonic() - start, exchanged)
+
+
+def _exchange(cmd_w: int, rep_r: int, deadline: float, request: dict, answer: str) -> dict:
+    """One request and its one answer (op ``answer``, the request's nonce) within 60 s."""
+    nonce = secrets.token_hex(16)
+    sandbox.send_msg(cmd_w, {**request, "nonce": nonce})
+    msg = sandbox.recv_msg(rep_r, min(deadline, time.monotonic() + 60))
+    if not isinstance(msg, dict) or msg.get("op") != answer or msg.get("nonce") != nonce:
+        raise sandbox.ProtocolError("unexpected reply")
+    return msg
 
 
 def _pending(fd: int) -> bool:
@@ -623,8 +647,8 @@ def judge_cell(
     if isinstance(payload, dict) and set(payload) == {"error"}:
         return 0.0, f"the hidden check could not collect the results: {payload['error']}"[:500]
     try:
-        outputs = probe.decode(payload)
-    except probe.ProbeError as exc:
+        outputs = plaindata.decode(payload)
+    except plaindata.ProbeError as exc:
         return 0.0, f"the hidden check's results were not plain data: {exc}"
     try:
         return judging.verdict(judges, armed.check_id, armed.inputs, outputs,

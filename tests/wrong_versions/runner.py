@@ -1,6 +1,7 @@
 """Run a module's cells with one solution replaced by a wrong version; report what caught it.
 
-Cells run in order in a fresh namespace in this process, as grading runs them: markdown and
+Cells run in order in a fresh namespace in this process, as grading runs them, up to the end of
+the replaced exercise's own checks (the next exercise after a grade cell): markdown and
 ``demo``-tagged cells are skipped (grading never runs those), solution cells run the reference
 except the replaced one, and each grade cell runs in two parts: its visible checks (what the
 student sees in their notebook) and its hidden probe, judged locally (``tito.probe`` local mode:
@@ -78,10 +79,17 @@ def run(module_id: str, wrong: WrongVersion | None, cells: list[Cell] | None = N
         os.chdir(tmp)
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                reached, graded_since = wrong is None, False
                 for cell in cells:
                     if cell.cell_type != "code" or DEMO_TAG in (cell.metadata.get("tags") or ()):
                         continue
                     label = cell.grade_id or f"cell {cell.index + 1}"
+                    if cell.is_solution and reached and graded_since and wrong is not None:
+                        break  # past the exercise's own checks: the rest cannot use it sooner
+                    if cell.is_solution and wrong is not None and cell.grade_id == wrong.exercise:
+                        reached = True
+                    if cell.is_grade and reached:
+                        graded_since = True
                     if cell.is_solution:
                         src = wrong.source if wrong and cell.grade_id == wrong.exercise else None
                         _exec(src if src is not None else cell.body, label, ns, out.visible)
