@@ -830,6 +830,12 @@ _obs(np.array([3.0, -0.5], dtype=np.float32))
 assert float(_obs.min_val[0]) == -1.0 and float(_obs.max_val[0]) == 3.0, (
     f"running min/max over both batches should be [-1, 3], got [{_obs.min_val}, {_obs.max_val}]"
 )
+_per_ch = MinMaxObserver(axis=1, name="per-channel")
+_per_ch(np.array([[0.0, 2.0, -5.0], [-1.0, 0.5, 4.0]], dtype=np.float32))
+assert _per_ch.min_val.tolist() == [-1.0, 0.5, -5.0] and _per_ch.max_val.tolist() == [0.0, 2.0, 4.0], (
+    f"axis=1: one range per column (rows[c] is channel c), got min {_per_ch.min_val}, "
+    f"max {_per_ch.max_val}"
+)
 _sc, _zp = _obs.calculate_qparams()
 assert np.isclose(float(_sc), 4.0 / 255), f"scale of [-1, 3] should be 4/255, got {float(_sc)}"
 _ma = MovingAverageMinMaxObserver(averaging_constant=0.25, name="ma")
@@ -1154,9 +1160,16 @@ assert _acc.tolist() == [[-12, 11]], (
     f"sum_k (x_q - z) * w_q with z = 1 is [0*1 - 3*2 + 2*-3, 0*0 - 3*-1 + 2*4] = [[-12, 11]], "
     f"got {_acc.tolist()}"
 )
+_y = requantize(_acc, np.array([0.5, 0.25], dtype=np.float32))
+assert _y.dtype == np.float32, f"requantize returns float32, got {_y.dtype}"
 np.testing.assert_allclose(
-    requantize(_acc, np.array([0.5, 0.25], dtype=np.float32)), [[-6.0, 2.75]],
+    _y, [[-6.0, 2.75]],
     err_msg="requantize should multiply each column of the accumulator by its multiplier",
+)
+_ext = int8_matmul(np.full((1, 4), -128, np.int8), 127, np.full((4, 1), -128, np.int8))
+assert _ext.tolist() == [[4 * 255 * 128]], (
+    f"extreme codes: 4 * (-128 - 127) * -128 = 130560 needs int32 sums (int16 stops at 32767), "
+    f"got {_ext.tolist()}"
 )
 ### BEGIN HIDDEN TESTS
 from tito.probe import probe as _probe
