@@ -808,3 +808,26 @@ def test_a_check_that_needs_an_unfinished_exercise_names_it():
     needing = ("quantized_linear_matches_float_reference", "digits_int8_accuracy_within_one_point")
     for cell in needing:
         assert "complete exercise 5, `int8_matmul / requantize`" in out.visible[cell], out.summary()
+
+
+def test_require_reaches_every_exercise_on_the_reference():
+    """The notebook's `_require(N)` (first line of each measurement cell) runs on the solved
+    notebook, and on an unfinished exercise names it."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from wrong_versions.runner import module_cells
+
+    ns: dict = {"__name__": "__main__"}
+    for cell in module_cells("17_quantization"):
+        if cell.cell_type == "code" and not cell.is_grade and "demo" not in (
+            cell.metadata.get("tags") or ()
+        ):
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(cell.body, ns)
+    ns["_require"](1, 2, 3, 4, 5, 6, 7, 8)
+
+    exec("def pack_int4(q):\n    raise NotImplementedError()\n", ns)  # the released stub
+    with pytest.raises(RuntimeError, match=r"complete exercise 7, `pack_int4 / unpack_int4`"):
+        ns["_require"](6, 7)

@@ -176,7 +176,7 @@ _TRIALS = {  # exercise -> the smallest call that reaches its code
     1: lambda: compute_qparams(-1.0, 1.0),
     2: lambda: dequantize(quantize(np.zeros(1), QParams(1.0, 0)), QParams(1.0, 0)),
     3: lambda: MovingAverageMinMaxObserver()(MinMaxObserver()(np.zeros(1))),
-    4: lambda: [_o(np.ones(2)) and _o._range() for _o in (PercentileObserver(), MSEObserver())],
+    4: lambda: [(_o(np.ones(2)), _o._range()) for _o in (PercentileObserver(), MSEObserver())],
     5: lambda: requantize(int8_matmul(np.zeros((1, 1), np.int8), 0, np.zeros((1, 1), np.int8)), 1),
     6: lambda: im2col_int8(np.zeros((1, 1, 1, 1), np.int8), (1, 1)),
     7: lambda: unpack_int4(pack_int4(np.zeros(1, np.int8)), 1),
