@@ -496,3 +496,59 @@ def test_bench_quick_runs_and_writes_valid_json(tmp_path):
         "max |logit| difference cached vs full forward",
         "static-cache peak / (weights + KV model)",
     }
+
+
+# ------------------------------------------------------------------------------ grade cells
+def _module_cells():
+    from wrong_versions.runner import module_cells
+
+    return module_cells("16_memory")
+
+
+def test_every_grade_cell_is_a_probe_with_a_judge():
+    """Each grade cell's hidden part is the probe of its own id, and judge.py judges exactly
+    the module's grade cells (points come only from the judge)."""
+    from wrong_versions.runner import split_grade_cell
+
+    from tito.judging import load_source
+
+    path = ROOT / "modules" / "16_memory" / "judge.py"
+    judges = load_source(path.read_text(encoding="utf-8"), str(path))
+    grade = [c for c in _module_cells() if c.is_grade]
+    assert {c.grade_id for c in grade} == set(judges.checks)
+    for cell in grade:
+        _, hidden = split_grade_cell(cell)
+        assert f'_probe("16_memory", "{cell.grade_id}")' in hidden, cell.grade_id
+        assert "assert " not in hidden, f"{cell.grade_id}: the probe decides nothing"
+
+
+@pytest.mark.slow
+def test_an_unsolved_exercise_fails_only_its_own_checks():
+    """With one exercise left as the student gets it (a stub), every other exercise's checks
+    still pass: no check goes through another exercise's result."""
+    import dataclasses
+    import re
+
+    from wrong_versions.runner import run
+
+    cells = _module_cells()
+    owners: dict[str, str] = {}
+    exercise = None
+    for c in cells:  # each grade cell belongs to the exercise written before it
+        if c.is_solution:
+            exercise = c.grade_id
+        elif c.is_grade:
+            owners[c.grade_id] = exercise
+    for k, c in enumerate(cells):
+        if not c.is_solution:
+            continue
+        stub = re.sub(r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
+                      lambda m: m.group(1) + "raise NotImplementedError()", c.body, flags=re.S)
+        plain = dataclasses.replace(c, source=stub, metadata={}, regions=[],
+                                    directive_lines=set(), export=False)
+        # the whole notebook runs (wrong=None), with this exercise as the student gets it
+        out = run("16_memory", None, [*cells[:k], plain, *cells[k + 1 :]])
+        failed = {g for g in {*out.visible, *out.hidden} if g in owners}
+        assert failed == {g for g, ex in owners.items() if ex == c.grade_id}, (
+            f"with {c.grade_id} unsolved, these checks fail: {sorted(failed)}"
+        )

@@ -672,3 +672,53 @@ def test_bench_quick_runs_and_writes_json(tmp_path):
         assert want in labels
     assert (tmp_path / "curve.png").stat().st_size > 0
     assert "PASS" in proc.stdout or "FAIL" in proc.stdout
+
+
+# ============================================================================ judges
+def _judges():
+    from tito.judging import load_source
+
+    path = ROOT / "modules" / "18_compression" / "judge.py"
+    return load_source(path.read_text(encoding="utf-8"), str(path))
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and np.array_equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_every_grade_cell_has_a_judge_and_inputs_follow_the_seed():
+    """One judge per grade cell of the notebook; the inputs of a seed are drawn the same way
+    twice (grading draws them for the probe and the judge keeps its own copy) and plain data."""
+    from tito.modules import load_module
+    from tito.plaindata import decode, encode
+    from tito.source import parse_source
+
+    judges = _judges()
+    cells = parse_source(load_module(ROOT / "modules" / "18_compression")).cells
+    assert judges.checks == {c.grade_id for c in cells if c.is_grade}
+    for check in sorted(judges.checks):
+        for seed in (0, 1, 2**62 + 5):
+            first, again = judges.draw(check, seed), judges.draw(check, seed)
+            assert _equal(first, again), f"{check}: inputs of seed {seed} differ between draws"
+            assert _equal(decode(encode(first)), first), f"{check}: inputs are not plain data"
+        assert not _equal(judges.draw(check, 1), judges.draw(check, 2)), f"{check}: seed unused"
+
+
+def test_judges_fail_a_probe_that_collected_nothing_with_a_message():
+    """An empty or malformed probe output loses the points with a stated reason, never a crash."""
+    from tito.judging import verdict
+
+    judges = _judges()
+    for check in sorted(judges.checks):
+        inputs = judges.draw(check, 7)
+        for outputs in ({}, {k: None for k in ("m0", "g0", "sgd", "c0", "lin_l1", "lin_out",
+                                               "csr0", "out0", "d0")}):
+            frac, why = verdict(judges, check, inputs, outputs, None)
+            assert frac == 0.0 and why, f"{check}: {outputs} judged {frac} ({why})"

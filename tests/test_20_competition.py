@@ -257,6 +257,127 @@ def test_train_stops_at_the_target_within_the_budget():
     assert (sub.predict(xt).argmax(1) == yt).mean() >= 0.9
 
 
+# ------------------------------------------------------------------ the student's own entry
+ENTRY = """
+import numpy as np
+
+from tinytorch.competition import PretrainedBaseline
+from tinytorch.compression import structured_prune
+from tinytorch.core.data import DataLoader, TensorDataset
+from tinytorch.core.losses import cross_entropy
+from tinytorch.core.tensor import Tensor
+
+
+class Pruned(PretrainedBaseline):
+    team = "pruned"
+    category = {category!r}
+    tags = ("pruning", "fp16")
+    description = "structured pruning to 24 units, fine-tuned, float16"
+    hidden = 24
+
+    def optimize(self):
+        self.model = structured_prune(self.model, 1 - self.hidden / 256)
+        x, y = self.data
+        opt = self.build_optimizer(self.model)
+        for epoch in range(6):
+            for xb, yb in DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, seed=epoch):
+                loss = cross_entropy(self.model(Tensor(xb)), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.model.eval()
+
+    def state(self):
+        return {{k: v.astype(np.float16) for k, v in super().state().items()}}
+
+    def load_state(self, arrays):
+        super().load_state({{k: np.asarray(v, np.float32) for k, v in arrays.items()}})
+"""
+
+
+def _judges():
+    from tito.judging import load_source
+
+    path = ROOT / "modules" / "20_competition" / "judge.py"
+    return load_source(path.read_text(encoding="utf-8"), str(path))
+
+
+def _entry_package(tmp_path: Path, category: str = "size", extra: dict | None = None):
+    """(zip bytes as uint8, a fresh instance loaded from the package) of ENTRY."""
+    from tinytorch.arena.package import load_submission_class
+    from tinytorch.competition import package_submission
+
+    src = tmp_path / "src"
+    src.mkdir(parents=True)
+    (src / "submission.py").write_text(ENTRY.format(category=category))
+    cls = load_submission_class(src / "submission.py")
+    x, y = load_digits("train")
+    sub = cls().start_from_pretrained(x, y)
+    sub.optimize()
+    pkg = package_submission(sub, src / "submission.py", tmp_path / "pkg")
+    for name, text in (extra or {}).items():
+        (pkg / name).write_text(text)
+    data = Path(shutil.make_archive(str(tmp_path / "entry"), "zip", pkg)).read_bytes()
+    fresh = cls()
+    fresh.load(pkg / "weights")
+    return np.frombuffer(data, dtype=np.uint8), fresh
+
+
+def test_pretrained_baseline_is_the_shipped_model_and_too_big_for_size():
+    from tinytorch.competition import PretrainedBaseline
+
+    x, y = load_digits("train")
+    base = PretrainedBaseline().start_from_pretrained(x, y)
+    xt, yt = load_digits("test")
+    assert (base.predict(xt).argmax(1) == yt).mean() >= 0.96
+    assert stored_bytes(base.state()) > CompetitionRules().size_limit_bytes
+    with pytest.raises(ValueError, match=r"\(3, 64\)"):
+        PretrainedBaseline().start_from_pretrained(x[:3], y[:2])
+
+
+def test_entry_judges_verify_the_package_from_its_bytes(tmp_path):
+    """The entry's two judges pass a valid size entry, read from zip bytes and answers alone,
+    and fail a package with an extra file, garbage bytes and a speed entry, saying why."""
+    from tito.judging import verdict
+
+    judges = _judges()
+    data, fresh = _entry_package(tmp_path)
+    assert verdict(judges, "entry_package", {}, {"package": data}, None) == (1.0, None)
+    inputs = judges.draw("entry_beats_baseline", 7)
+    x = inputs["x"]
+    scores = np.concatenate([fresh.predict(x[i : i + 1]) for i in range(len(x))])
+    outputs = {"package": data, "scores": scores}
+    assert verdict(judges, "entry_beats_baseline", inputs, outputs, None) == (1.0, None)
+    frac, why = verdict(judges, "entry_beats_baseline", inputs,
+                        {**outputs, "scores": scores[::-1].copy()}, None)
+    assert frac == 0 and "below the target" in why  # answers in the wrong order
+    bad, _ = _entry_package(tmp_path / "extra", extra={"data.txt": "hidden weights"})
+    frac, why = verdict(judges, "entry_package", {}, {"package": bad}, None)
+    assert frac == 0 and "data.txt is outside weights/" in why
+    junk = np.frombuffer(b"PK not a zip", dtype=np.uint8)
+    frac, why = verdict(judges, "entry_package", {}, {"package": junk}, None)
+    assert frac == 0 and "not a readable zip" in why
+    speed, _ = _entry_package(tmp_path / "speed", category="speed")
+    frac, why = verdict(judges, "entry_package", {}, {"package": speed}, None)
+    assert frac == 0 and "size, efficiency" in why
+
+
+def test_efficiency_judge_charges_the_whole_cell_time_to_the_queries(tmp_path):
+    from tito.judging import verdict
+
+    judges = _judges()
+    data, fresh = _entry_package(tmp_path, category="efficiency")
+    inputs = judges.draw("entry_beats_baseline", 11)
+    x = inputs["x"]
+    outputs = {"package": data,
+               "scores": np.concatenate([fresh.predict(x[i : i + 1]) for i in range(len(x))])}
+    assert verdict(judges, "entry_beats_baseline", inputs, outputs, None)[0] == 1.0
+    # 6 KiB against 333 KiB: it wins at any latency up to ~50x the baseline's
+    assert verdict(judges, "entry_beats_baseline", inputs, outputs, 0.05)[0] == 1.0
+    frac, why = verdict(judges, "entry_beats_baseline", inputs, outputs, 600.0)
+    assert frac == 0 and "measured from outside" in why
+
+
 # ---------------------------------------------------------------------------- packages
 SMALL = """
 from tinytorch.competition import CompetitionSubmission

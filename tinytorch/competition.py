@@ -50,6 +50,7 @@ __all__ = [
     # submitting
     "TrainReport",
     "CompetitionSubmission",
+    "PretrainedBaseline",
     # scoring
     "CompetitionRules",
     "Entry",
@@ -729,3 +730,32 @@ def package_submission(submission: CompetitionSubmission, source, dest) -> Path:
     submission.save(dest / WEIGHTS_DIR)
     (dest / METADATA_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
     return dest
+
+
+# %% cell 48: export
+class PretrainedBaseline(CompetitionSubmission):
+    """The competition's baseline: the shipped 64-256-256-10 digits MLP, stored as float32."""
+
+    team = "baseline"
+    category = "efficiency"
+    tags = ("mlp", "pretrained", "float32")
+    description = "The shipped pretrained 64-256-256-10 MLP (tinytorch.core.pretrained), float32."
+    pretrained = "digits_mlp_256"  # load_pretrained(name): the weights shipped with the library
+    hidden = 256  # width of both hidden layers (build_model, so load_state rebuilds the model)
+
+    def build_model(self) -> Module:
+        h = self.hidden
+        return Sequential(
+            Linear(INPUT_DIM, h), ReLU(), Linear(h, h), ReLU(), Linear(h, NUM_CLASSES)
+        )
+
+    def start_from_pretrained(self, x: np.ndarray, y: np.ndarray):
+        """model = the shipped weights (no training); keep (x, y) for `optimize()`. Returns self."""
+        from tinytorch.core.pretrained import load_pretrained
+
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+        if x.ndim != 2 or y.shape != (len(x),):
+            raise ValueError(f"x must be (n, features) and y (n,), got {x.shape} and {y.shape}")
+        self.model = load_pretrained(self.pretrained)
+        self.data = (x, y)
+        return self

@@ -116,7 +116,7 @@ def make_mlp(sizes, seed: int = 0) -> Sequential:
     return Sequential(*layers)
 
 
-# %% cell 8: export
+# %% cell 9: export
 def check_amount(amount, what: str = "pruning amount") -> float:
     """`amount` as a float in [0, 1]; anything else (NaN, < 0, > 1, non-numbers) raises."""
     if isinstance(amount, bool) or not isinstance(amount, int | float | np.integer | np.floating):
@@ -133,7 +133,7 @@ def prune_count(amount, n: int) -> int:
     return int(round(check_amount(amount) * int(n)))
 
 
-# %% cell 10: magnitude_mask
+# %% cell 11: magnitude_mask
 def _as_array(x) -> np.ndarray:
     return np.asarray(x.data if isinstance(x, Tensor) else x)
 
@@ -160,7 +160,7 @@ def magnitude_mask(weight, amount, mask=None) -> np.ndarray:
     return keep.reshape(w.shape)
 
 
-# %% cell 14: global_magnitude_masks
+# %% cell 15: global_magnitude_masks
 def global_magnitude_masks(weights: dict, amount, masks: dict | None = None) -> dict:
     """Keep-masks pruning the round(amount * total) smallest |w| across all tensors at once."""
     if not weights:
@@ -187,7 +187,7 @@ def global_magnitude_masks(weights: dict, amount, masks: dict | None = None) -> 
     return {n: part.reshape(a.shape) for n, a, part in zip(names, arrays, parts)}
 
 
-# %% cell 18: export
+# %% cell 19: export
 PRUNABLE = (Linear, Conv2d)  # layer types whose `weight` the pruners handle
 
 
@@ -296,7 +296,7 @@ def model_sparsity(model: Module) -> float:
     return zeros / max(sum(m.weight.numel() for m in layers), 1)
 
 
-# %% cell 22: masked_optimizer
+# %% cell 23: masked_optimizer
 class MaskedOptimizer:
     """Wraps an optimizer so that pruned weights stay zero (and, with a schedule, prunes more).
 
@@ -328,7 +328,7 @@ class MaskedOptimizer:
         self.step_count += 1
 
 
-# %% cell 24: export
+# %% cell 25: export
 class MagnitudePruner:
     """Unstructured magnitude pruning of `model`'s Linear / Conv2d weights, masks kept beside.
 
@@ -374,7 +374,7 @@ class MagnitudePruner:
                 remove(m, "weight")
 
 
-# %% cell 29: cubic_sparsity
+# %% cell 30: cubic_sparsity
 def cubic_sparsity(step: int, final_sparsity, initial_sparsity=0.0, begin_step: int = 0,
                    n_prunes: int = 10, frequency: int = 1) -> float:
     """Target sparsity at optimizer step `step` under the Zhu & Gupta cubic schedule."""
@@ -394,7 +394,7 @@ def cubic_sparsity(step: int, final_sparsity, initial_sparsity=0.0, begin_step: 
     return float(s_f + (s_i - s_f) * (1.0 - progress) ** 3)
 
 
-# %% cell 30: export
+# %% cell 31: export
 @dataclass(frozen=True)
 class CubicSchedule:
     """The Zhu & Gupta schedule as an object `MaskedOptimizer` can follow."""
@@ -422,7 +422,7 @@ class CubicSchedule:
         return 0 <= offset <= self.n_prunes * self.frequency and offset % self.frequency == 0
 
 
-# %% cell 35: export
+# %% cell 36: export
 def plot_layer_sparsity(model: Module, ax=None, title: str = "sparsity per layer"):
     """Bar chart of the fraction of zero weights in each Linear / Conv2d layer."""
     import matplotlib.pyplot as plt
@@ -479,7 +479,7 @@ def plot_mask(mask, ax=None, title: str = "keep-mask (white = kept)"):
     return ax.figure
 
 
-# %% cell 38: unit_norms
+# %% cell 39: unit_norms
 def unit_norms(layer: Module, norm: str = "l1") -> np.ndarray:
     """L1 or L2 norm of the weights of each output unit: (out_features,) or (out_channels,)."""
     if norm not in ("l1", "l2"):
@@ -496,7 +496,7 @@ def unit_norms(layer: Module, norm: str = "l1") -> np.ndarray:
     return np.sqrt((per_unit * per_unit).sum(axis=1))
 
 
-# %% cell 41: shrink_layers
+# %% cell 42: shrink_layers
 def _new_like(layer: Module, n_in: int, n_out: int) -> Module:
     """An empty layer of `layer`'s type and settings with new input/output sizes."""
     has_bias = layer.bias is not None
@@ -545,7 +545,7 @@ def shrink_inputs(layer: Module, keep) -> Module:
     return new
 
 
-# %% cell 43: export
+# %% cell 44: export
 CHANNELWISE = (ReLU, GELU, Tanh, Sigmoid, Dropout, MaxPool2d, Identity)  # act per unit
 
 
@@ -645,7 +645,7 @@ class StructuredPruner:
         return structured_prune(model, amount, norm=self.norm, layers=self.layers)
 
 
-# %% cell 48: csr_from_dense
+# %% cell 49: csr_from_dense
 def index_dtype_for(max_value: int) -> np.dtype:
     """The smallest unsigned integer dtype that holds 0 .. max_value."""
     for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
@@ -702,7 +702,7 @@ class CSRMatrix:
         return csr_matmul(self, x)
 
 
-# %% cell 51: csr_matmul
+# %% cell 53: csr_matmul
 def csr_matmul(a: CSRMatrix, x) -> np.ndarray:
     """A @ x for A in CSR (rows, cols) and x (cols,) or (cols, N), vectorised in numpy."""
     x = _as_array(x)
@@ -721,7 +721,7 @@ def csr_matmul(a: CSRMatrix, x) -> np.ndarray:
     return out[:, 0] if x.ndim == 1 else out
 
 
-# %% cell 55: export
+# %% cell 56: export
 @dataclass
 class SizeReport:
     """Bytes of a model's parameters, dense versus weight matrices in CSR."""
@@ -753,7 +753,7 @@ def model_size(model: Module, index_dtype=None) -> SizeReport:
     return SizeReport(params, nonzero, dense, sparse, rows)
 
 
-# %% cell 58: export
+# %% cell 59: export
 def csr_matmul_blocked(a: CSRMatrix, x, rows_per_block: int = 32) -> np.ndarray:
     """A @ x like `csr_matmul`, computed block by block in ELLPACK form.
 
@@ -850,7 +850,7 @@ def measure_latency(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
     return compare_latency({"fn": fn}, repeat, warmup, min_time)["fn"]
 
 
-# %% cell 61: distillation_loss
+# %% cell 62: distillation_loss
 def _log_softmax_np(z: np.ndarray) -> np.ndarray:
     shifted = z - z.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -878,7 +878,7 @@ def distillation_loss(student_logits, teacher_logits, targets, temperature: floa
     return soft * alpha + hard * (1.0 - alpha)
 
 
-# %% cell 64: export
+# %% cell 65: export
 def distill(student: Module, teacher: Module, loader, optimizer, epochs: int,
             temperature: float = 4.0, alpha: float = 0.9) -> list:
     """Train `student` on `loader` against `teacher`'s soft targets; mean loss per epoch."""

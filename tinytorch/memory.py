@@ -310,7 +310,7 @@ class StaticKVCache(KVCache):
         return self._lengths[layer_idx]
 
 
-# %% cell 50: memory_profiler
+# %% cell 52: memory_profiler
 class MemoryProfiler:
     """`with MemoryProfiler() as p:` measures the block with tracemalloc: `p.peak_bytes`,
     `p.current_bytes` (still allocated at the end), and `p.numpy_bytes` / `p.numpy_blocks`
@@ -347,7 +347,7 @@ class MemoryProfiler:
         )
 
 
-# %% cell 58: sliding_window_kv_cache
+# %% cell 59: sliding_window_kv_cache
 class SlidingWindowKVCache(KVCache):
     """A bounded KV cache that stores only the last `window` positions of every layer.
 
@@ -360,7 +360,8 @@ class SlidingWindowKVCache(KVCache):
         super().__init__(n_layers)
 
     def reset(self) -> None:
-        super().reset()
+        self.keys: list[np.ndarray | None] = [None] * self.n_layers
+        self.values: list[np.ndarray | None] = [None] * self.n_layers
         self._seen = [0] * self.n_layers
 
     def update(self, key, value, layer_idx: int):

@@ -105,8 +105,6 @@ import os
 import statistics
 import time
 
-import matplotlib.pyplot as plt
-
 from tinytorch.core.tensor import default_dtype
 from tinytorch.core.transformer import GPTConfig
 
@@ -128,11 +126,22 @@ def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def _typed(value) -> list:
+    """[value, the name of its type]: lets a check tell 3 from 3.0 or np.int64(3)."""
+    return [value, type(value).__name__]
+
+
+def _array(x):
+    """The numpy array behind x (a Tensor's data, or x itself)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
 # A model for the speed experiments: its weights are random (speed does not depend on them).
 speed_cfg = GPTConfig(vocab_size=64, block_size=600, n_layer=2, n_head=4, d_model=64)
 speed_model = TinyGPT(speed_cfg, seed=0)
 speed_model.eval()
 print(speed_model.extra_repr())
+prompt16 = np.random.default_rng(1).integers(0, speed_cfg.vocab_size, size=16)  # a 16-token prompt
 
 # %% [markdown]
 # ## The problem, measured
@@ -140,7 +149,7 @@ print(speed_model.extra_repr())
 # `generate` calls `next_token_logits(ids)` once per new token, and that runs `model(ids)` on the
 # whole context. Time one such step at growing context lengths:
 
-# %%
+# %% tags=["demo"]
 _rng = np.random.default_rng(0)
 _ids = _rng.integers(0, speed_cfg.vocab_size, size=(1, 512))
 print(f"{'context T':>10} {'one step (ms)':>14} {'ms per position':>16}")
@@ -162,6 +171,7 @@ with no_grad():
 # positions after it, so everything about position `i` is fixed once it exists.
 
 # %%
+_ids = np.random.default_rng(0).integers(0, speed_cfg.vocab_size, size=(1, 21))
 _block = speed_model.blocks[0]
 with no_grad():
     _x20 = speed_model.tok_emb(_ids[:, :20]) + speed_model.pos_emb(np.arange(20))
@@ -228,30 +238,22 @@ assert positions_processed(16, 3, True) == 16 + 2, (
 assert positions_processed(7, 0, True) == 0 and positions_processed(7, 0, False) == 0, (
     "zero new tokens cost zero positions"
 )
+assert positions_processed(5, 1, True) == 5, "one new token with a cache: the prompt once (5)"
+for _args in [(16, 3, False), (16, 3, True), (9, 4, False)]:
+    assert type(positions_processed(*_args)) is int, (
+        f"positions_processed{_args} should return a Python int (use // for integer division), "
+        f"got {type(positions_processed(*_args)).__name__}"
+    )
 
 ### BEGIN HIDDEN TESTS
-def _check_positions_hidden():
-    rng = np.random.default_rng(1601)
-    for _ in range(50):
-        t, n = int(rng.integers(1, 200)), int(rng.integers(0, 300))
-        brute_uncached = sum(t + j for j in range(n))
-        brute_cached = (t + n - 1) if n else 0
-        got = positions_processed(t, n, False), positions_processed(t, n, True)
-        assert got == (brute_uncached, brute_cached), (
-            f"positions_processed({t}, {n}, ...) gave {got}, expected "
-            f"{(brute_uncached, brute_cached)}"
-        )
-        assert isinstance(got[0], int) and isinstance(got[1], int), "return Python ints"
-    for bad in [(-1, 3), (4, -2), (2.5, 3), (0, 3)]:
-        try:
-            positions_processed(*bad, True)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"positions_processed{bad} should raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_positions_hidden()
+with _probe("16_memory", "positions_processed_counts") as _p:
+    for _k, (_t, _n) in enumerate(_p.inputs["pairs"]):
+        for _c in (0, 1):
+            _p.record(f"p{_k}_{_c}", lambda t=_t, n=_n, c=_c: _typed(positions_processed(t, n, bool(c))))
+    for _k, (_t, _n) in enumerate(_p.inputs["bad"]):
+        _p.record(f"bad{_k}", positions_processed, _t, _n, True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -310,27 +312,22 @@ assert kv_cache_bytes(2, 1, 4, 128, 16, np.float16) * 2 == _got, (
     "float16 elements take 2 bytes: half of float32"
 )
 assert kv_cache_bytes(3, 2, 4, 0, 8) == 0, "an empty cache (seq_len=0) takes 0 bytes"
+assert kv_cache_bytes(1, 1, 1, 3, 1, "int8") == 6, (
+    f"int8 elements take 1 byte: 2 x 3 positions = 6 bytes, got {kv_cache_bytes(1, 1, 1, 3, 1, 'int8')}"
+)
+assert type(_got) is int, (
+    f"kv_cache_bytes should return a Python int (bytes are whole), got {type(_got).__name__}"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_kv_bytes_hidden():
-    rng = np.random.default_rng(1602)
-    for _ in range(30):
-        dims = [int(x) for x in rng.integers(1, 9, size=5)]
-        dt = [np.float32, np.float64, np.float16, np.int8, "float16", "float64"][rng.integers(6)]
-        want = 2 * np.zeros((dims[0], dims[1], dims[2], dims[3], dims[4]), dtype=dt).nbytes
-        got = kv_cache_bytes(*dims, dtype=dt)
-        assert got == want, f"kv_cache_bytes{tuple(dims)} with dtype {dt} gave {got}, want {want}"
-        assert isinstance(got, int), f"return a Python int, got {type(got).__name__}"
-    for bad in [(0, 1, 1, 1, 1), (1, -1, 1, 1, 1), (1, 1, 1, -1, 1), (1, 1, 1.5, 1, 1)]:
-        try:
-            kv_cache_bytes(*bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"kv_cache_bytes{bad} should raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_kv_bytes_hidden()
+with _probe("16_memory", "kv_cache_bytes_formula") as _p:
+    for _k, _case in enumerate(_p.inputs["cases"]):
+        _dt = getattr(np, _case["dtype"]) if _case["as_type"] else _case["dtype"]
+        _p.record(f"b{_k}", lambda c=_case, dt=_dt: _typed(kv_cache_bytes(*c["dims"], dtype=dt)))
+    for _k, _dims in enumerate(_p.inputs["bad"]):
+        _p.record(f"bad{_k}", kv_cache_bytes, *_dims)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -508,14 +505,23 @@ _cache = KVCache(2)
 assert _cache.get_seq_length() == 0, "a new cache has seen 0 positions"
 _k1, _v1 = (_rng.standard_normal((1, 4, 5, 8)).astype(np.float32) for _ in range(2))
 _k2, _v2 = (_rng.standard_normal((1, 4, 1, 8)).astype(np.float32) for _ in range(2))
-_keys, _values = _cache.update(_k1, _v1, 0)
+_kin, _vin = _k1.copy(), _v1.copy()  # the caller's buffers
+_keys, _values = _cache.update(_kin, _vin, 0)
 assert np.array_equal(_keys, _k1) and np.array_equal(_values, _v1), (
     "the first update should return exactly the key and value it stored"
 )
+assert _cache.get_seq_length(0) == 5, (
+    f"after one update of 5 positions get_seq_length(0) should be 5, got {_cache.get_seq_length(0)}"
+)
+_kin[...], _vin[...] = 0.0, 0.0  # the caller reuses its buffers
 _keys, _values = _cache.update(_k2, _v2, 0)
 assert _keys.shape == (1, 4, 6, 8), (
     f"after 5 + 1 positions the keys should have shape (1, 4, 6, 8), got {_keys.shape}: "
     "concatenate along axis 2 (T)"
+)
+assert np.array_equal(_keys[:, :, :5], _k1) and np.array_equal(_values[:, :, :5], _v1), (
+    "the keys stored by the first update changed when the caller overwrote its input arrays: "
+    "store a copy (k.copy()) on the first update"
 )
 assert np.array_equal(_keys, np.concatenate([_k1, _k2], axis=2)), "keys must be old then new"
 assert np.array_equal(_values, np.concatenate([_v1, _v2], axis=2)), "values: old then new"
@@ -538,59 +544,40 @@ assert _cache.get_seq_length(0) == 0 and _cache.memory_bytes() == 0, (
 )
 
 ### BEGIN HIDDEN TESTS
-def _check_kv_cache_hidden():
-    rng = np.random.default_rng(1603)
-    for trial in range(10):
-        n_layers = int(rng.integers(1, 4))
-        b, h, d = (int(x) for x in rng.integers(1, 4, size=3))
-        kvc = KVCache(n_layers)
-        ref = {i: ([], []) for i in range(n_layers)}
-        for _ in range(12):
-            layer = int(rng.integers(n_layers))
-            t = int(rng.integers(1, 4))
-            k = rng.standard_normal((b, h, t, d))
-            v = rng.standard_normal((b, h, t, d))
-            keys, values = kvc.update(k, v, layer)
-            ref[layer][0].append(k.copy())
-            ref[layer][1].append(v.copy())
-            k[...] = 0.0  # the caller reuses its buffer: the cache must have copied
-            v[...] = 0.0
-            want_k = np.concatenate(ref[layer][0], axis=2)
-            want_v = np.concatenate(ref[layer][1], axis=2)
-            assert np.array_equal(keys, want_k), f"trial {trial}: wrong keys for layer {layer}"
-            assert np.array_equal(values, want_v), f"trial {trial}: wrong values for layer {layer}"
-        for layer in range(n_layers):
-            n = sum(x.shape[2] for x in ref[layer][0])
-            assert kvc.get_seq_length(layer) == n, (
-                f"layer {layer} saw {n} positions, get_seq_length says "
-                f"{kvc.get_seq_length(layer)}"
-            )
-            if n:
-                got = kvc.update(np.zeros((b, h, 0, d)), np.zeros((b, h, 0, d)), layer)[0]
-                assert np.array_equal(got, np.concatenate(ref[layer][0], axis=2)), (
-                    "the stored keys changed after the caller overwrote its input: copy "
-                    "what you store"
-                )
-        total = sum(sum(x.nbytes for x in ks + vs) for ks, vs in ref.values())
-        assert kvc.memory_bytes() == total, (
-            f"memory_bytes {kvc.memory_bytes()} != bytes of the stored arrays {total}"
-        )
-    # reset makes the cache reusable, even for another batch size
-    kvc = KVCache(1)
-    kvc.update(np.ones((2, 1, 3, 2)), np.ones((2, 1, 3, 2)), 0)
-    kvc.reset()
-    keys, _ = kvc.update(np.ones((5, 1, 1, 2)), np.ones((5, 1, 1, 2)), 0)
-    assert keys.shape == (5, 1, 1, 2), "after reset() a new batch size must be accepted"
-    assert kvc.get_seq_length() == 1
-    # float64 stays float64, Tensors keep their dtype
-    k64 = Tensor(np.ones((1, 1, 2, 2)), dtype=np.float64)
-    out_k, _ = KVCache(1).update(k64, k64, 0)
-    assert isinstance(out_k, Tensor) and out_k.dtype == np.float64, (
-        f"a float64 Tensor key should come back as a float64 Tensor, got {out_k!r}"
-    )
+from tito.probe import probe as _probe
+
+with _probe("16_memory", "kv_cache_appends") as _p:
+    _in = _p.inputs
+    for _i in range(_in["n_trials"]):
+        _n_layers, _ops = _in[f"trial{_i}"]["n_layers"], _in[f"trial{_i}"]["ops"]
+        _kvc, _start = KVCache(_n_layers), 0
+        for _j, (_layer, _t) in enumerate(_ops):
+            _k = _in[f"k{_i}"][:, :, _start : _start + _t].copy()  # the caller's own buffers
+            _v = _in[f"v{_i}"][:, :, _start : _start + _t].copy()
+            _start += _t
+            _p.record(f"u{_i}_{_j}", lambda c=_kvc, k=_k, v=_v, lay=_layer:
+                      [_array(x) for x in c.update(k, v, lay)])
+            _k[...] = 0.0  # the caller reuses its buffers: the cache must have copied
+            _v[...] = 0.0
+            _p.record(f"len{_i}_{_j}", lambda c=_kvc, n=_n_layers:
+                      [c.get_seq_length(lay) for lay in range(n)])
+        _p.record(f"stored{_i}", lambda c=_kvc: {"keys": list(c.keys), "values": list(c.values)})
+        _p.record(f"mem{_i}", lambda c=_kvc: _typed(c.memory_bytes()))
 
 
-_check_kv_cache_hidden()
+    def _after_reset(first, after):
+        kvc = KVCache(1)
+        kvc.update(first, first, 0)
+        kvc.reset()
+        seq, mem = kvc.get_seq_length(), _typed(kvc.memory_bytes())
+        return {"seq": seq, "mem": mem, "keys": _array(kvc.update(after, after, 0)[0])}
+
+    def _tensor64(k):
+        keys, _ = KVCache(1).update(Tensor(k, dtype=np.float64), Tensor(k, dtype=np.float64), 0)
+        return {"is_tensor": isinstance(keys, Tensor), "keys": _array(keys)}
+
+    _p.record("reset", _after_reset, _in["first"], _in["after_reset"])
+    _p.record("tensor64", _tensor64, _in["t64"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -638,36 +625,29 @@ else:
     raise AssertionError("a batch-1 key for a layer holding batch 2 should raise ValueError")
 
 ### BEGIN HIDDEN TESTS
-def _check_kv_errors_hidden():
-    kvc = KVCache(2)
-    kvc.update(np.zeros((1, 2, 2, 4)), np.zeros((1, 2, 2, 4)), 0)
-    bad_calls = [
-        ("layer -1", lambda: kvc.update(np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 1, 4)), -1)),
-        ("layer 1.0", lambda: kvc.update(np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 1, 4)), 1.0)),
-        ("layer True", lambda: kvc.update(np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 1, 4)), True)),
-        ("3-D key", lambda: kvc.update(np.zeros((2, 1, 4)), np.zeros((2, 1, 4)), 1)),
-        ("k/v differ", lambda: kvc.update(np.zeros((1, 2, 1, 4)), np.zeros((1, 2, 1, 3)), 1)),
-        ("heads differ", lambda: kvc.update(np.zeros((1, 3, 1, 4)), np.zeros((1, 3, 1, 4)), 0)),
-        ("dim differs", lambda: kvc.update(np.zeros((1, 2, 1, 5)), np.zeros((1, 2, 1, 5)), 0)),
-        ("get_seq_length(5)", lambda: kvc.get_seq_length(5)),
-    ]
-    for label, bad_call in bad_calls:
-        try:
-            bad_call()
-        except ValueError as e:
-            assert str(e), f"{label}: the error message is empty"
-        else:
-            raise AssertionError(f"{label} should raise ValueError")
-    assert kvc.get_seq_length(0) == 2, "a rejected update must not change the kvc"
-    try:
-        KVCache(0)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("KVCache(0) should raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_kv_errors_hidden()
+with _probe("16_memory", "kv_cache_rejects_bad_input") as _p:
+    _b, _h, _d = _p.inputs["bhd"]
+    _n, _t = _p.inputs["n_layers"], _p.inputs["held"]
+    _z = lambda b=_b, h=_h, t=1, d=_d: np.zeros((b, h, t, d))
+    _kvc = KVCache(_n)
+    if _p.record("setup", lambda: _kvc.update(_z(t=_t), _z(t=_t), 0) and 0) is not None:
+        for _name, _call in [
+            ("layer_too_big", lambda: _kvc.update(_z(), _z(), _n)),
+            ("layer_negative", lambda: _kvc.update(_z(), _z(), -1)),
+            ("layer_float", lambda: _kvc.update(_z(), _z(), 1.0)),
+            ("layer_bool", lambda: _kvc.update(_z(), _z(), True)),
+            ("key_3d", lambda: _kvc.update(_z()[0], _z()[0], 1)),
+            ("kv_differ", lambda: _kvc.update(_z(), _z(t=2), 1)),
+            ("batch_differs", lambda: _kvc.update(_z(b=_b + 1), _z(b=_b + 1), 0)),
+            ("heads_differ", lambda: _kvc.update(_z(h=_h + 1), _z(h=_h + 1), 0)),
+            ("dim_differs", lambda: _kvc.update(_z(d=_d + 1), _z(d=_d + 1), 0)),
+            ("seq_length_bad", lambda: _kvc.get_seq_length(_n)),
+        ]:
+            _p.record(_name, _call)
+        _p.record("after", _kvc.get_seq_length, 0)
+    _p.record("zero_layers", KVCache, 0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -753,24 +733,60 @@ def incremental_forward(model: TinyGPT, ids, cache) -> Tensor:
 # The checks below (and later ones) use small random models. They compute in float64 and have
 # their weights scaled up from the tiny initialisation, so that two logits are never so close
 # that rounding could flip an `argmax`: cached and uncached runs must then agree exactly.
+#
+# Each check tests **one** exercise: the checks of this step and the next run your code with
+# the core's preallocated cache (`tinytorch.core.cache.StaticCache`, wrapped below so that it
+# returns Tensors for Tensors as your `KVCache` does), so they do not depend on your `KVCache`.
 
 # %%
-def random_model(rng, dtype=np.float64, block_size=None) -> TinyGPT:
-    """A small TinyGPT with random sizes, float64, weights scaled by 20 (no near-ties)."""
-    h = int(rng.integers(1, 4))
-    d = int(rng.integers(1, 5))
-    cfg = GPTConfig(
-        vocab_size=int(rng.integers(3, 25)),
-        block_size=int(block_size or rng.integers(8, 20)),
-        n_layer=int(rng.integers(1, 4)),
-        n_head=h,
-        d_model=h * d,
-    )
-    with default_dtype(dtype):
-        model = TinyGPT(cfg, seed=int(rng.integers(10_000)))
+import contextlib
+
+from tinytorch.core.cache import StaticCache
+
+
+class LibraryCache(StaticCache):
+    """The core's preallocated KV cache, returning Tensors for Tensor keys (like KVCache)."""
+
+    def update(self, key, value, layer_idx: int):
+        keys, values = super().update(key, value, layer_idx)  # 2 x (B, H, T_all, D) views
+        return _like(keys, key), _like(values, value)
+
+
+class CountingCache(LibraryCache):
+    """LibraryCache that notes how many new positions layer 0 receives at each update."""
+
+    def __init__(self, *args, **kwargs):
+        self.sizes: list[int] = []
+        super().__init__(*args, **kwargs)
+
+    def update(self, key, value, layer_idx: int):
+        if layer_idx == 0:
+            self.sizes.append(int(_array(key).shape[2]))
+        return super().update(key, value, layer_idx)
+
+
+def model_from_spec(spec: dict) -> TinyGPT:
+    """The small TinyGPT a spec names (config fields + seed): float64, weights scaled by 20."""
+    cfg = GPTConfig(**{k: v for k, v in spec.items() if k != "seed"})
+    with default_dtype(np.float64):
+        model = TinyGPT(cfg, seed=spec["seed"])
     for p in model.parameters():
         p.data *= 20.0
+    model.eval()
     return model
+
+
+@contextlib.contextmanager
+def library_forward():
+    """Within the block, `incremental_forward` is the library's (`model(ids, cache=cache)`), so
+    that the check of `generate_cached` tests only `generate_cached`."""
+    yours = globals().get("incremental_forward")
+    globals()["incremental_forward"] = lambda model, ids, cache: model(
+        np.asarray(ids), cache=cache)
+    try:
+        yield
+    finally:
+        globals()["incremental_forward"] = yours
 
 
 # %% nbgrader={"grade": true, "grade_id": "incremental_forward_matches_full", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
@@ -779,7 +795,7 @@ _model = TinyGPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, d_
 _ids = np.random.default_rng(7).integers(0, 20, size=(1, 9))
 with no_grad():
     _full = _model(_ids).data  # (1, 9, 20)
-    _cache = KVCache(2)
+    _cache = LibraryCache.for_model(_model, 1, 9)  # the core's cache: room for 9 positions
     _pieces = [incremental_forward(_model, _ids[:, :5], _cache).data]  # prefill 5 positions
     for _t in range(5, 9):
         _pieces.append(incremental_forward(_model, _ids[:, _t : _t + 1], _cache).data)
@@ -796,51 +812,42 @@ np.testing.assert_allclose(
 assert _cache.get_seq_length() == 9, f"the cache should hold 9 positions, has {_cache.get_seq_length()}"
 
 ### BEGIN HIDDEN TESTS
-def _check_incremental_hidden():
-    rng = np.random.default_rng(1604)
-    for trial in range(8):
-        model = random_model(rng)
-        c = model.config
-        b = int(rng.integers(1, 3))
-        t = int(rng.integers(2, c.block_size + 1))
-        ids = rng.integers(0, c.vocab_size, size=(b, t))
-        with no_grad():
-            full = model(ids).data
-            kvc = KVCache(c.n_layer)
-            pieces, pos = [], 0
-            while pos < t:  # random chunk sizes, not only 1
-                step = int(rng.integers(1, 4))
-                pieces.append(incremental_forward(model, ids[:, pos : pos + step], kvc).data)
-                pos += step
-        np.testing.assert_allclose(
-            np.concatenate(pieces, axis=1), full, rtol=1e-9, atol=1e-10,
-            err_msg=f"trial {trial}: chunked incremental logits differ from the full forward "
-            f"({c})",
-        )
-        assert kvc.get_seq_length() == t
-        with no_grad():  # cached_attention alone equals attention over the full input
-            attn = model.blocks[0].attn
-            x = Tensor(rng.standard_normal((b, t, c.d_model)), dtype=np.float64)
-            cache1 = KVCache(1)
-            first = cached_attention(attn, x[:, : t - 1], cache1, 0).data
-            last = cached_attention(attn, x[:, t - 1 :], cache1, 0).data
-            np.testing.assert_allclose(
-                np.concatenate([first, last], axis=1), attn(x).data, rtol=1e-9, atol=1e-10,
-                err_msg="cached_attention over two chunks differs from attn(x)",
-            )
-        full_cache = KVCache(c.n_layer)
-        with no_grad():
-            incremental_forward(model, ids[:, :1].repeat(c.block_size, axis=1), full_cache)
-        try:
-            with no_grad():
-                incremental_forward(model, ids[:, :1], full_cache)
-        except ValueError as e:
-            assert str(c.block_size) in str(e), f"the error should name block_size: {e}"
-        else:
-            raise AssertionError("feeding past block_size should raise ValueError")
+from tito.probe import probe as _probe
 
 
-_check_incremental_hidden()
+def _in_chunks(model, ids, sizes):
+    cache = LibraryCache.for_model(model, ids.shape[0], ids.shape[1])
+    out, pos = [], 0
+    with no_grad():
+        for step in sizes:
+            out.append(_array(incremental_forward(model, ids[:, pos : pos + step], cache)))
+            pos += step
+    return {"logits": np.concatenate(out, axis=1), "seq": cache.get_seq_length()}
+
+
+def _two_chunks(model, x, split):
+    attn, cache = model.blocks[0].attn, LibraryCache.for_model(model, x.shape[0], x.shape[1])
+    with no_grad():
+        x = Tensor(x, dtype=np.float64)
+        return [_array(cached_attention(attn, x[:, :split], cache, 0)),
+                _array(cached_attention(attn, x[:, split:], cache, 0))]
+
+
+def _past_block(model, ids):
+    cache = LibraryCache.for_model(model, 1, model.config.block_size + 1)
+    with no_grad():
+        incremental_forward(model, ids[:1, :1].repeat(model.config.block_size, axis=1), cache)
+        incremental_forward(model, ids[:1, :1], cache)
+
+
+with _probe("16_memory", "incremental_forward_matches_full") as _p:
+    _in = _p.inputs
+    for _i in range(_in["n_trials"]):
+        _p.record(f"inc{_i}", _in_chunks, model_from_spec(_in[f"spec{_i}"]), _in[f"ids{_i}"],
+                  _in[f"chunks{_i}"])
+    _m0 = model_from_spec(_in["spec0"])
+    _p.record("attn", _two_chunks, _m0, _in["x"], _in["split"])
+    _p.record("overflow", _past_block, _m0, _in["ids0"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -900,53 +907,46 @@ for _p in _model.parameters():
     _p.data *= 20.0
 _prompt = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
 _want = _model.generate(_prompt, 20, greedy=True)
-_got = generate_cached(_model, _prompt, 20)
+with library_forward():  # this check tests generate_cached alone, not your incremental_forward
+    _cache = CountingCache.for_model(_model, 2, 26)  # counts the positions fed to layer 0
+    _got = generate_cached(_model, _prompt, 20, cache=_cache)
+    _one_d = generate_cached(_model, _prompt[0], 6, cache=LibraryCache.for_model(_model, 1, 12))
 assert _got.shape == (2, 25) and _got.dtype == np.int64, (
     f"expected int64 ids of shape (2, 25), got {_got.dtype} {_got.shape}"
 )
+assert _cache.sizes[:1] == [5] and _cache.sizes[1:] == [1] * (len(_cache.sizes) - 1), (
+    f"layer 0 received updates of {_cache.sizes} new positions: prefill the whole prompt (5) "
+    "once, then feed only the newest token (1) at each step"
+)
+assert len(_cache.sizes) == 20, (
+    f"20 new tokens need 20 forward passes (the prompt, then 19 single tokens: the last new "
+    f"token is never fed back), got {len(_cache.sizes)}"
+)
 assert np.array_equal(_got, _want), (
-    f"cached greedy tokens differ from uncached ones:\n{_got}\nvs\n{_want}\nprefill the whole "
-    "prompt once, then feed only the newest token"
+    f"cached greedy tokens differ from uncached ones:\n{_got}\nvs\n{_want}\ntake the argmax of "
+    "the LAST position's logits at each step"
 )
-assert np.array_equal(generate_cached(_model, _prompt[0], 6), _want[0, :11]), (
-    "a 1-D prompt should give 1-D ids"
-)
+assert np.array_equal(_one_d, _want[0, :11]), "a 1-D prompt should give 1-D ids"
 
 ### BEGIN HIDDEN TESTS
-def _check_generate_hidden():
-    rng = np.random.default_rng(1605)
-    for trial in range(6):
-        model = random_model(rng)
-        c = model.config
-        b = int(rng.integers(1, 3))
-        t = int(rng.integers(1, c.block_size // 2 + 1))
-        n = int(rng.integers(0, c.block_size - t + 2))
-        prompt = rng.integers(0, c.vocab_size, size=(b, t))
-        want = model.generate(prompt, n, greedy=True)
-        kvc = KVCache(c.n_layer)
-        got = generate_cached(model, prompt, n, cache=kvc)
-        assert np.array_equal(got, want), f"trial {trial}: tokens differ for {c}, T={t}, n={n}"
-        fed = (t + n - 1) if n else 0
-        assert kvc.get_seq_length() == fed, (
-            f"after generating {n} tokens from a {t}-token prompt the cache should hold {fed} "
-            f"positions, holds {kvc.get_seq_length()}"
-        )
-        if n == 0:  # nothing was fed: put one position in the cache
-            with no_grad():
-                incremental_forward(model, prompt[:, :1], kvc)
-        try:
-            generate_cached(model, prompt, 1, cache=kvc)
-        except ValueError as e:
-            assert "reset" in str(e)
-        else:
-            raise AssertionError("a non-empty cache should be rejected")
+from tito.probe import probe as _probe
+
+
+def _generate(model, prompt, n):
+    b, t = prompt.shape
+    cache = CountingCache.for_model(model, b, t + n + 1)
     model.train()
-    generate_cached(model, [1], 2)
-    assert model.training, "generate_cached should restore training mode"
-    assert all(p.grad is None for p in model.parameters()), "generation must record no graph"
+    ids = generate_cached(model, prompt, n, cache=cache)
+    mode_after = model.training
+    one_d = generate_cached(model, prompt[0], n, cache=LibraryCache.for_model(model, 1, t + n + 1))
+    return {"ids": ids, "sizes": cache.sizes, "seq": cache.get_seq_length(),
+            "training": mode_after, "one_d": one_d}
 
 
-_check_generate_hidden()
+with _probe("16_memory", "generate_cached_matches_uncached") as _p, library_forward():
+    for _i in range(_p.inputs["n_trials"]):
+        _p.record(f"gen{_i}", _generate, model_from_spec(_p.inputs[f"spec{_i}"]),
+                  _p.inputs[f"prompt{_i}"], _p.inputs[f"n{_i}"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -960,7 +960,7 @@ _check_generate_hidden()
 # own preallocated `StaticCache`. Anything with those methods works, so the library happily
 # runs **your** `KVCache`:
 
-# %%
+# %% tags=["demo"]
 _short = np.array([5, 9, 2, 7])
 _a = generate_cached(speed_model, _short, 30)
 _b = speed_model.generate(_short, 30, greedy=True, cache=KVCache(speed_cfg.n_layer))
@@ -983,10 +983,9 @@ with no_grad():
 # (each timing repeats until its 95% confidence interval is within 5%, or half a second is spent:
 # `time_until_stable`):
 
-# %%
+# %% tags=["demo"]
 from tinytorch.core.timing import time_until_stable
 
-prompt16 = np.random.default_rng(1).integers(0, speed_cfg.vocab_size, size=16)
 speed_rows = []
 print(f"{'new tokens':>10} {'uncached (s)':>13} {'cached (s)':>11} {'speed-up':>9} "
       f"{'position ratio':>15}")
@@ -1007,7 +1006,7 @@ for _n in [32, 64, 128, 256]:
 # step's time go? Time the pieces of one decode step, with 256 positions in the cache, and
 # compare the biggest matrix product of a layer with the `Linear` layer that wraps it:
 
-# %%
+# %% tags=["demo"]
 def _us(fn, calls: int = 300) -> float:
     """Median microseconds per call of fn() over 5 batches of `calls` calls."""
     fn()
@@ -1056,7 +1055,7 @@ for _name, _t in _rows:
 # quadratic *copy*: generating `N` tokens copies `≈ N²/2` positions' keys and values. Measure
 # one `update` of the growing cache at different lengths:
 
-# %%
+# %% tags=["demo"]
 def _time_update(cache_factory, length: int, reps: int = 200) -> float:
     """Median seconds of one single-position update on a cache holding `length` positions."""
     h, d = 4, 32
@@ -1180,10 +1179,14 @@ class StaticKVCache(KVCache):
 """StaticKVCache preallocates, writes in place, returns views, and refuses to overflow."""
 _rng = np.random.default_rng(166)
 _cache = StaticKVCache(2, 1, 4, 10, 8)
-assert _cache.memory_bytes() == kv_cache_bytes(2, 1, 4, 10, 8), (
-    f"a static cache takes its full capacity up front: {kv_cache_bytes(2, 1, 4, 10, 8)} bytes, "
-    f"got {_cache.memory_bytes()}"
-)
+for _name, _bufs in (("keys", _cache.keys), ("values", _cache.values)):
+    assert len(_bufs) == 2 and all(
+        isinstance(_a, np.ndarray) and _a.shape == (1, 4, 10, 8) and _a.dtype == np.float32
+        for _a in _bufs
+    ), (
+        f"self.{_name} should hold one float32 buffer of shape (1, 4, 10, 8) per layer, "
+        "allocated up front: (batch, heads, max_seq_len, head_dim)"
+    )
 _buffer = _cache.keys[0]
 _k1 = _rng.standard_normal((1, 4, 6, 8)).astype(np.float32)
 _k2 = _rng.standard_normal((1, 4, 3, 8)).astype(np.float32)
@@ -1207,70 +1210,62 @@ _cache.reset()
 assert _cache.get_seq_length(0) == 0 and _cache.keys[0] is _buffer, (
     "reset() should mark the cache empty and keep (reuse) the same buffers"
 )
+_cache.update(_k1, _k1, 1)
+_keys, _ = _cache.update(_k1[:, :, :4], _k1[:, :, :4], 1)  # 6 + 4: exactly full
+assert _keys.shape == (1, 4, 10, 8) and _cache.get_seq_length(1) == 10, (
+    "6 + 4 positions fill a cache of max_seq_len=10 exactly: that must fit"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_static_hidden():
-    rng = np.random.default_rng(1606)
-    for trial in range(6):
-        model = random_model(rng)
-        c = model.config
-        b = int(rng.integers(1, 3))
-        t = int(rng.integers(1, c.block_size // 2 + 1))
-        n = int(rng.integers(1, c.block_size - t + 2))
-        prompt = rng.integers(0, c.vocab_size, size=(b, t))
-        kvc = StaticKVCache.for_model(model, b, t + n)
-        assert kvc.dtype == np.float64 and kvc.keys[0].shape == (b, c.n_head, t + n,
-                                                                     c.head_dim)
-        got = model.generate(prompt, n, greedy=True, cache=kvc)
-        assert np.array_equal(got, model.generate(prompt, n, greedy=True)), (
-            f"trial {trial}: static-cache tokens differ from uncached ones"
-        )
+from tito.probe import probe as _probe
+
+with _probe("16_memory", "static_cache_writes_in_place") as _p:
+    _in = _p.inputs
+    _n_layers, _b, _h, _cap, _d = _in["dims"]
+    _kvc = StaticKVCache(*_in["dims"], dtype=getattr(np, _in["dtype"]))
+    _bufs = list(_kvc.keys), list(_kvc.values)
+    _p.put("init", {
+        "keys": [[list(a.shape), str(a.dtype)] for a in _kvc.keys],
+        "values": [[list(a.shape), str(a.dtype)] for a in _kvc.values],
+        "zero": all(not a.any() for a in _kvc.keys + _kvc.values),
+    })
+
+    def _update(kvc, k, v, layer):
+        keys, values = (_array(x) for x in kvc.update(k, v, layer))
+        return {"keys": keys, "values": values,
+                "view": bool(kvc.keys[layer] is _bufs[0][layer]
+                             and kvc.values[layer] is _bufs[1][layer]
+                             and np.shares_memory(keys, kvc.keys[layer])
+                             and np.shares_memory(values, kvc.values[layer])),
+                "seq": [kvc.get_seq_length(i) for i in range(kvc.n_layers)]}
+
+    for _j, _layer in enumerate(_in["layers"]):
+        _p.record(f"u{_j}", _update, _kvc, _in[f"k{_j}"], _in[f"v{_j}"], _layer)
+    _one = np.zeros((_b, _h, 1, _d), dtype=_in["dtype"])
+    _p.record("overflow", _kvc.update, _one, _one, _in["full"])
+
+    def _reset(kvc):
         kvc.reset()
-        assert np.array_equal(generate_cached(model, prompt, n, cache=kvc), got), (
-            "a reset static cache must serve a new prompt"
-        )
-        # a prompt longer than the capacity
-        small = StaticKVCache.for_model(model, b, max(1, t - 1)) if t > 1 else None
-        if small is not None:
-            try:
-                generate_cached(model, prompt, 1, cache=small)
-            except ValueError as e:
-                assert str(t - 1) in str(e), f"the error should name max_seq_len={t - 1}: {e}"
-            else:
-                raise AssertionError("a prompt longer than max_seq_len should raise ValueError")
-        try:
-            StaticKVCache.for_model(model, b + 1).update(
-                np.zeros((b, c.n_head, 1, c.head_dim)), np.zeros((b, c.n_head, 1, c.head_dim)),
-                0)
-        except ValueError as e:
-            assert f"B={b + 1}" in str(e), f"the batch error should name the cache's batch: {e}"
-        else:
-            raise AssertionError("a batch mismatch should raise ValueError")
-    # random chunk sequences against a growing reference
-    kvc, ref = StaticKVCache(1, 2, 3, 20, 4, np.float32), KVCache(1)
-    while True:
-        step = int(rng.integers(1, 5))
-        if kvc.get_seq_length() + step > 20:
-            break
-        k = rng.standard_normal((2, 3, step, 4)).astype(np.float32)
-        got, want = kvc.update(k, -k, 0), ref.update(k, -k, 0)
-        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
-    for bad in [(0, 1, 1, 1, 1), (1, 1, 1, 0, 1)]:
-        try:
-            StaticKVCache(*bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"StaticKVCache{bad} should raise ValueError")
+        seq = [kvc.get_seq_length(i) for i in range(kvc.n_layers)]
+        same = all(a is b for a, b in zip(kvc.keys + kvc.values, _bufs[0] + _bufs[1]))
+        again = _array(kvc.update(_in["k0"], _in["v0"], _in["layers"][0])[0])
+        return {"seq": seq, "same": same, "again": again.copy()}
 
+    _p.record("reset", _reset, _kvc)
+    _m = model_from_spec(_in["spec"])
 
-_check_static_hidden()
+    def _static_generate(model, prompt, n):
+        kvc = StaticKVCache.for_model(model, prompt.shape[0], prompt.shape[1] + n)
+        return model.generate(prompt, n, greedy=True, cache=kvc)
+
+    _p.record("gen", _static_generate, _m, _in["prompt"], _in["n"])
+    _p.record("bad_ctor", StaticKVCache, 1, 1, 1, 0, 1)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # Compare the cost of one update, growing vs static, at the same lengths:
 
-# %%
+# %% tags=["demo"]
 print(f"{'cached positions':>16} {'growing (us)':>13} {'static (us)':>12}")
 for _len in [64, 1024, 8192]:
     _tg = _time_update(lambda cap: KVCache(1), _len)
@@ -1284,6 +1279,56 @@ for _len in [64, 1024, 8192]:
 # grows with `layers × width × length`. The static cache has a second advantage that matters
 # on accelerators: fixed shapes and addresses, so the step can be compiled once.
 #
+# The static cache's memory is also predictable: generating with it should need the model's
+# weights plus `kv_cache_bytes(...)` of buffers, and little else, because a decode step's
+# activations are one position wide. The next check measures the peak with Python's
+# `tracemalloc` (Step 7 explains it and wraps it into a profiler) and compares.
+
+# %% nbgrader={"grade": true, "grade_id": "static_cache_memory_matches_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+"""Measured peak of static-cache generation is within 10% of weights + the KV cache."""
+_cfg = GPTConfig(vocab_size=50, block_size=800, n_layer=2, n_head=2, d_model=64)
+tracemalloc.stop()  # measured with tracemalloc itself: this check does not use MemoryProfiler
+tracemalloc.start()
+try:
+    _model = TinyGPT(_cfg, seed=0)
+    _cache = StaticKVCache.for_model(_model, batch_size=1)
+    _model.generate(np.arange(8), 16, greedy=True, cache=_cache)
+    _peak = tracemalloc.get_traced_memory()[1]
+finally:
+    tracemalloc.stop()
+_weights = sum(p.data.nbytes for p in _model.parameters())
+_kv = 2 * 2 * 1 * 2 * 800 * 32 * 4  # keys + values x layers x B x H x T x D x float32 bytes
+_ratio = _peak / (_weights + _kv)
+assert 1.0 <= _ratio <= 1.10, (
+    f"peak / (weights + KV cache) = {_ratio:.3f}, expected within [1.0, 1.1]: StaticKVCache "
+    "should allocate its buffers once, exactly max_seq_len positions, and nothing per step"
+)
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+
+def _static_peak(spec, batch, prompt, n):
+    cfg = GPTConfig(**{k: v for k, v in spec.items() if k != "seed"})
+    tracemalloc.stop()
+    tracemalloc.start()
+    try:
+        model = TinyGPT(cfg, seed=spec["seed"])
+        kvc = StaticKVCache.for_model(model, batch_size=batch)
+        model.generate(prompt, n, greedy=True, cache=kvc)
+        top = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return {"peak": top, "buffers": sum(a.nbytes for a in kvc.keys + kvc.values)}
+
+
+with _probe("16_memory", "static_cache_memory_matches_model") as _p:
+    _p.record("mem", _static_peak, _p.inputs["spec"], _p.inputs["batch"], _p.inputs["prompt"],
+              _p.inputs["n"])
+### END HIDDEN TESTS
+
+
+# %% [markdown]
 # ## Step 7: measuring memory
 #
 # Python's `tracemalloc` records every allocation made through Python's allocators, with the
@@ -1376,51 +1421,100 @@ assert 24_000_000 <= _prof.peak_bytes < 24_500_000, (
     f"peak_bytes should include the freed 16 MB temporary (8 + 16 MB), got {_prof.peak_bytes}"
 )
 del _kept
+with MemoryProfiler() as _prof:
+    _objs = [str(_i) * 3 for _i in range(2000)]  # Python objects only, no numpy array
+assert _prof.numpy_bytes < 10_000 and _prof.current_bytes > 0, (
+    f"a block that makes only Python objects: numpy_bytes should be ~0, got "
+    f"{_prof.numpy_bytes} (count only numpy's domain), current_bytes > 0, got "
+    f"{_prof.current_bytes}"
+)
+_prof = MemoryProfiler()
+try:
+    with _prof:
+        _tmp = np.ones(100_000)
+        raise KeyError("raised inside the block")
+except KeyError:
+    pass
+else:
+    raise AssertionError("an exception inside the block must propagate: __exit__ returns False")
+assert not tracemalloc.is_tracing(), "tracing must stop even when the block raises (finally:)"
+assert _prof.peak_bytes >= 800_000, (
+    f"measurements are recorded even when the block raises, got peak_bytes={_prof.peak_bytes}"
+)
+del _objs, _tmp
 
 ### BEGIN HIDDEN TESTS
-def _check_profiler_hidden():
-    with MemoryProfiler() as mp:
-        xs = [i * 2 for i in range(1000)]  # Python objects only
-    assert mp.numpy_bytes < 10_000, f"no numpy arrays were made, numpy_bytes={mp.numpy_bytes}"
-    assert mp.peak_bytes >= mp.current_bytes > 0, "Python allocations count too"
+from tito.probe import probe as _probe
+
+
+def _profile_main(kept_n, temp_n, dtype):
+    profiler = MemoryProfiler()
+    with profiler:
+        kept = np.ones(kept_n, dtype=dtype)
+        tmp = np.ones(temp_n, dtype=dtype)
+        del tmp
+    out = {"tracing": tracemalloc.is_tracing(), "numpy_bytes": profiler.numpy_bytes,
+           "current_bytes": profiler.current_bytes, "peak_bytes": profiler.peak_bytes,
+           "numpy_blocks": profiler.numpy_blocks}
+    del kept
+    return out
+
+
+def _profile_python(n):
+    with MemoryProfiler() as prof:
+        xs = [str(i) * 2 for i in range(n)]
     del xs
-    try:
-        with MemoryProfiler():
-            with MemoryProfiler():
-                pass
-    except RuntimeError:
+    return {"numpy_bytes": prof.numpy_bytes, "current_bytes": prof.current_bytes,
+            "peak_bytes": prof.peak_bytes}
+
+
+def _profile_nested():
+    with MemoryProfiler(), MemoryProfiler():
         pass
-    else:
-        raise AssertionError("nested profilers should raise RuntimeError")
-    assert not tracemalloc.is_tracing(), "tracing must stop even when the block raises"
-    prof = MemoryProfiler()
+
+
+def _profile_raising(n):
+    prof, propagated = MemoryProfiler(), False
     try:
         with prof:
-            _ = np.zeros(50_000)
-            raise KeyError("boom")
+            _ = np.zeros(n)
+            raise KeyError("inside the block")
     except KeyError:
-        pass
-    else:
-        raise AssertionError("exceptions inside the block must propagate (return False)")
-    assert not tracemalloc.is_tracing(), "tracing must stop when the block raises"
-    assert prof.peak_bytes >= 400_000, "measurements are recorded even when the block raises"
-    with MemoryProfiler() as p2:
-        a = np.empty((300, 300), dtype=np.float32)
-    assert 360_000 <= p2.numpy_bytes < 370_000, f"float32 300x300 is 360000 bytes, got {p2.numpy_bytes}"
+        propagated = True
+    return {"propagated": propagated, "tracing": tracemalloc.is_tracing(),
+            "peak_bytes": prof.peak_bytes}
+
+
+def _profile_f32(shape):
+    with MemoryProfiler() as prof:
+        a = np.empty(shape, dtype=np.float32)
     del a
+    return prof.numpy_bytes
 
 
-_check_profiler_hidden()
+with _probe("16_memory", "memory_profiler_measures") as _p:
+    _in = _p.inputs
+    if tracemalloc.is_tracing():
+        tracemalloc.stop()
+    _p.record("main", _profile_main, _in["kept"], _in["temp"], _in["dtype"])
+    _p.record("python", _profile_python, _in["py"])
+    _p.record("nested", _profile_nested)
+    if tracemalloc.is_tracing():
+        tracemalloc.stop()
+    _p.record("raising", _profile_raising, _in["raise_n"])
+    if tracemalloc.is_tracing():
+        tracemalloc.stop()
+    _p.record("f32", _profile_f32, tuple(_in["shape"]))
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Prediction vs measurement
 #
-# Generation with a static cache should need the model's weights plus the cache, and little
-# else: a decode step's activations are one position wide. Build a model and a static cache
-# inside the profiler, generate, and compare the peak with `weights + kv_cache_bytes(...)`:
+# The check of Step 6 compared the peak of static-cache generation with the model
+# `weights + kv_cache_bytes(...)`. Now with your profiler, on a bigger model: build the model
+# and a static cache inside the profiler, generate, and compare:
 
-# %%
+# %% tags=["demo"]
 _cfg = GPTConfig(vocab_size=64, block_size=512, n_layer=4, n_head=4, d_model=128)
 with MemoryProfiler() as mem_prof:
     mem_model = TinyGPT(_cfg, seed=0)
@@ -1433,36 +1527,6 @@ print(f"weights {mem_weights / 2**20:.3f} MB + KV cache model {mem_kv / 2**20:.3
       f"{(mem_weights + mem_kv) / 2**20:.3f} MB; measured peak / model = "
       f"{mem_prof.peak_bytes / (mem_weights + mem_kv):.3f}")
 
-# %% nbgrader={"grade": true, "grade_id": "static_cache_memory_matches_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-"""Measured peak of static-cache generation is within 10% of weights + kv_cache_bytes."""
-if "mem_prof" not in globals() or "mem_kv" not in globals():
-    raise RuntimeError("complete exercise 2, `kv_cache_bytes`, exercise 6, `static_kv_cache`, "
-                       "and exercise 7, `memory_profiler`, then run the cell above first")
-_ratio = mem_prof.peak_bytes / (mem_weights + mem_kv)
-assert 1.0 <= _ratio <= 1.10, (
-    f"peak / (weights + KV cache) = {_ratio:.3f}, expected within [1.0, 1.1]: check that "
-    "StaticKVCache allocates exactly max_seq_len positions and that MemoryProfiler reports the "
-    "peak of get_traced_memory()"
-)
-
-### BEGIN HIDDEN TESTS
-def _check_static_memory_hidden():
-    cfg = GPTConfig(vocab_size=50, block_size=800, n_layer=3, n_head=2, d_model=96)
-    with MemoryProfiler() as mp:
-        model = TinyGPT(cfg, seed=1)
-        kvc = StaticKVCache.for_model(model, batch_size=2)
-        model.generate(np.ones((2, 5), dtype=np.int64), 20, greedy=True, cache=kvc)
-    weights = sum(q.data.nbytes for q in model.parameters())
-    kv = kv_cache_bytes(3, 2, 2, 800, 48)
-    assert kvc.memory_bytes() == kv, f"memory_bytes {kvc.memory_bytes()} != {kv}"
-    assert 1.0 <= mp.peak_bytes / (weights + kv) <= 1.10, (
-        f"peak / model = {mp.peak_bytes / (weights + kv):.3f} for {cfg}, batch 2"
-    )
-
-
-_check_static_memory_hidden()
-### END HIDDEN TESTS
-
 # %% [markdown]
 # ### Time and memory against sequence length
 #
@@ -1471,7 +1535,7 @@ _check_static_memory_hidden()
 # slows allocation). The uncached peak comes from its largest step: the attention scores of
 # every layer are `(B, H, T, T)`.
 
-# %%
+# %% tags=["demo"]
 mem_rows = []
 for _n in [64, 128, 256]:  # traced runs are slow; the trend is plain by 256
     with MemoryProfiler() as _pu:
@@ -1495,6 +1559,8 @@ for _n, _u, _g, _s in mem_rows:
     _kv = kv_cache_bytes(speed_cfg.n_layer, 1, speed_cfg.n_head, 16 + _n, speed_cfg.head_dim)
     print(f"{_n:>10} {_u / 2**20:>18.3f} {_g / 2**20:>8.3f} {_s / 2**20:>7.3f} "
           f"{_kv / 2**20:>9.3f}")
+
+import matplotlib.pyplot as plt
 
 _fig, (_ax1, _ax2) = plt.subplots(1, 2, figsize=(11, 4))
 _ns = [r[0] for r in speed_rows]
@@ -1539,7 +1605,7 @@ plt.show()
 # - `get_seq_length`: the number of positions **seen**, not stored: it is the position index of
 #   the next token, and positions keep counting after old ones are dropped.
 #
-# `reset()` is given (it calls `KVCache.reset` and zeroes the counts); `memory_bytes()` is
+# `reset()` is given (an empty entry per layer and zeroed counts); `memory_bytes()` is
 # inherited.
 
 # %% nbgrader={"grade": false, "grade_id": "sliding_window_kv_cache", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -1556,7 +1622,8 @@ class SlidingWindowKVCache(KVCache):
         super().__init__(n_layers)
 
     def reset(self) -> None:
-        super().reset()
+        self.keys: list[np.ndarray | None] = [None] * self.n_layers
+        self.values: list[np.ndarray | None] = [None] * self.n_layers
         self._seen = [0] * self.n_layers
 
     def update(self, key, value, layer_idx: int):
@@ -1604,78 +1671,78 @@ assert _cache.get_seq_length() == 7, (
 assert np.array_equal(_cache.keys[0], _all[:, :, -4:]), (
     "the cache should store exactly the last 4 positions"
 )
-assert _cache.memory_bytes() == kv_cache_bytes(1, 1, 2, 4, 3), "memory_bytes: window positions"
+assert not np.shares_memory(_cache.keys[0], _keys), (
+    "store a copy of the last positions, not a view of the joined array (a view keeps the "
+    "whole joined array alive)"
+)
 with default_dtype(np.float64):
     _model = TinyGPT(GPTConfig(vocab_size=30, block_size=40, n_layer=2, n_head=2, d_model=16), 5)
 for _p in _model.parameters():
     _p.data *= 20.0
 _prompt = np.array([[3, 1, 4, 1, 5]])
-assert np.array_equal(
-    generate_cached(_model, _prompt, 10, cache=SlidingWindowKVCache(2, window=16)),
+assert np.array_equal(  # the library's generation loop with your cache
+    _model.generate(_prompt, 10, greedy=True, cache=SlidingWindowKVCache(2, window=16)),
     _model.generate(_prompt, 10, greedy=True),
 ), "while the sequence is shorter than the window, the sliding window must equal the full cache"
 
 ### BEGIN HIDDEN TESTS
-def _check_sliding_hidden():
-    rng = np.random.default_rng(1608)
-    for trial in range(5):
-        w = int(rng.integers(1, 6))
-        kvc = SlidingWindowKVCache(2, w)
-        joined = None
-        for _ in range(8):
-            t = int(rng.integers(1, 4))
-            k = rng.standard_normal((2, 1, t, 2))
-            keys, values = kvc.update(k, -k, 1)
-            stored_before = 0 if joined is None else min(joined.shape[2], w)
-            joined = k if joined is None else np.concatenate([joined, k], axis=2)
-            assert np.array_equal(keys, joined[:, :, -(stored_before + t):]), (
-                f"trial {trial}: update should return the kept {stored_before} + new {t}"
-            )
-            assert np.array_equal(values, -keys)
-            assert np.array_equal(kvc.keys[1], joined[:, :, -w:]), "store the last window"
-            assert not np.shares_memory(kvc.keys[1], keys), (
-                "store a copy, not a view of the joined array"
-            )
-        assert kvc.get_seq_length(1) == joined.shape[2] and kvc.get_seq_length(0) == 0
-    # exact while shorter than the window, different once it is much longer
-    for trial in range(4):
-        model = random_model(rng, block_size=24)
-        c = model.config
-        t = int(rng.integers(1, 6))
-        n = int(rng.integers(1, 24 - t + 1))
-        prompt = rng.integers(0, c.vocab_size, size=(1, t))
-        win = t + n  # at least the whole sequence
-        assert np.array_equal(
-            generate_cached(model, prompt, n, cache=SlidingWindowKVCache(c.n_layer, win)),
-            model.generate(prompt, n, greedy=True),
-        ), f"trial {trial}: a window >= the sequence must equal the full cache"
-    model = random_model(np.random.default_rng(7), block_size=24)
-    ids = np.random.default_rng(8).integers(0, model.config.vocab_size, size=(1, 24))
-    with no_grad():
-        full = model(ids).data[0, -1]
-        kvc = SlidingWindowKVCache(model.config.n_layer, 2)
-        for i in range(24):
-            last = incremental_forward(model, ids[:, i : i + 1], kvc).data[0, -1]
-    assert not np.allclose(last, full, atol=1e-6), (
-        "a window of 2 over 24 positions should change the last logits: old positions must be "
-        "dropped"
-    )
-    # memory stays flat: the same peak for 100 and 400 new tokens (a growing cache would add
-    # 300 positions x 2 layers x 2 x 64 floats = 600 KB)
-    cfg = GPTConfig(vocab_size=20, block_size=420, n_layer=2, n_head=2, d_model=64)
+from tito.probe import probe as _probe
+
+
+def _slide_update(kvc, k):
+    keys, values = (_array(x) for x in kvc.update(k, -k, 1))
+    stored = kvc.keys[1]
+    return {"keys": keys, "values": values, "stored": np.array(stored),
+            "copy": not np.shares_memory(stored, keys),
+            "seq": [kvc.get_seq_length(0), kvc.get_seq_length(1)]}
+
+
+def _slide_logits(model, ids, window):
+    kvc = SlidingWindowKVCache(model.config.n_layer, window)
+    with no_grad():  # (B, T, vocab): the last logits of each position, fed one at a time
+        return np.stack([_array(model(ids[:, i : i + 1], cache=kvc))[:, -1]
+                         for i in range(ids.shape[1])], axis=1)
+
+
+def _slide_peaks(sizes, window, n_layer, d_model):
+    cfg = GPTConfig(vocab_size=20, block_size=max(sizes) + 20, n_layer=n_layer, n_head=2,
+                    d_model=d_model)
     model = TinyGPT(cfg, seed=0)
-    generate_cached(model, np.arange(8), 20, cache=SlidingWindowKVCache(2, 64))  # warm-up
+    model.generate(np.arange(8), 10, cache=SlidingWindowKVCache(n_layer, window))  # warm-up
     peaks = []
-    for n in (100, 400):
-        with MemoryProfiler() as mp:
-            generate_cached(model, np.arange(8), n, cache=SlidingWindowKVCache(2, 64))
-        peaks.append(mp.peak_bytes)
-    assert peaks[1] <= 1.1 * peaks[0], f"sliding-window peaks should stay flat, got {peaks}"
+    for n in sizes:
+        tracemalloc.stop()
+        tracemalloc.start()
+        try:
+            model.generate(np.arange(8), n, cache=SlidingWindowKVCache(n_layer, window))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return peaks
+
+
+def _slide_reset(kvc):
     kvc.reset()
-    assert kvc.get_seq_length() == 0 and kvc.memory_bytes() == 0
+    return {"seq": kvc.get_seq_length(1), "none": all(a is None for a in kvc.keys)}
 
 
-_check_sliding_hidden()
+with _probe("16_memory", "sliding_window_bounded") as _p:
+    _in = _p.inputs
+    for _i in range(_in["n_trials"]):
+        _kvc = SlidingWindowKVCache(2, _in[f"trial{_i}"]["window"])
+        _start = 0
+        for _j, _t in enumerate(_in[f"trial{_i}"]["ts"]):
+            _p.record(f"u{_i}_{_j}", _slide_update, _kvc, _in[f"k{_i}"][:, :, _start : _start + _t])
+            _start += _t
+    _p.record("reset", _slide_reset, _kvc)
+    _m = model_from_spec(_in["short"]["spec"])
+    _t, _n = _in["prompt"].shape[1], _in["short"]["n"]
+    _p.record("short", lambda: _m.generate(_in["prompt"], _n, greedy=True,
+                                           cache=SlidingWindowKVCache(_m.config.n_layer, _t + _n)))
+    _p.record("long", _slide_logits, model_from_spec(_in["long"]["spec"]), _in["ids"],
+              _in["long"]["window"])
+    _p.record("flat", _slide_peaks, _in["flat"]["n"], _in["flat"]["window"],
+              _in["flat"]["n_layer"], _in["flat"]["d_model"])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -1683,7 +1750,7 @@ _check_sliding_hidden()
 #
 # Generate longer and longer sequences with a growing cache and with a 32-position window:
 
-# %%
+# %% tags=["demo"]
 print(f"{'new tokens':>10} {'growing: cache MB':>18} {'peak MB':>8} {'window 32: cache MB':>20} "
       f"{'peak MB':>8}")
 for _n in [64, 128, 256]:
@@ -1706,7 +1773,7 @@ for _n in [64, 128, 256]:
 # We measure its **loss on held-out text** when every position can see only the last `window` positions
 # (teacher forcing: the true text is fed one token at a time through the cache).
 
-# %%
+# %% tags=["demo"]
 from tinytorch.core.losses import cross_entropy
 from tinytorch.core.pretrained import load_pretrained
 from tinytorch.datasets import load_corpus_ids, unigram_entropy
@@ -1760,7 +1827,7 @@ print(f"{'full':>8} {_full_loss:>9.3f} {0.0:>+14.3f}")
 # **Very short generations.** With one new token there is nothing to reuse: the cache only adds
 # bookkeeping. Measure a few short lengths after a 64-token prompt:
 
-# %%
+# %% tags=["demo"]
 _long_prompt = np.random.default_rng(2).integers(0, speed_cfg.vocab_size, size=64)
 print(f"{'new tokens':>10} {'uncached (ms)':>14} {'cached (ms)':>12} {'speed-up':>9}")
 for _n in [1, 2, 4, 8, 32]:
@@ -1777,7 +1844,7 @@ for _n in [1, 2, 4, 8, 32]:
 # at once, even for a short answer; the growing cache takes only what it uses but copies; and
 # for long contexts the cache outgrows the weights. For the speed model, measured:
 
-# %%
+# %% tags=["demo"]
 with MemoryProfiler() as _p_static:
     generate_cached(speed_model, prompt16, 8, cache=StaticKVCache.for_model(speed_model))
 with MemoryProfiler() as _p_grow:

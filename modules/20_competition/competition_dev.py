@@ -42,12 +42,14 @@
 # 5. **Rankings** by the formulas, a **Pareto front**, and a **report** against the baseline.
 # 6. **Packages**: a folder with the code, the weights and `submission.yaml` (team, category,
 #    technique tags, description), checked before anything runs.
+# 7. **Your own entry**: the shipped pretrained baseline, optimised with what modules 15-19
+#    built, packaged, and shown to beat the baseline in the category you choose.
 #
 # The last section hands packages to the **arena's evaluation** (`tinytorch.arena`, written by
 # the course staff, not by you): it runs every submission in its own sandboxed subprocess with
 # time, memory, file-size and output limits and gives it the test *inputs* only; the course's
-# server (`tito competition`) keeps the leaderboard. You will see a good entry scored and a
-# broken one given a result that says exactly what went wrong.
+# server (`tito competition`) keeps the leaderboard. You will see your own entry scored and
+# ranked against the baseline, and a broken one given a result that says exactly what went wrong.
 #
 # ## Learning objectives
 # - Measure latency like MLPerf single-stream and explain why each rule is there.
@@ -57,6 +59,7 @@
 # - Write ranking formulas that only count resources above a target accuracy.
 # - Find the Pareto front of accuracy against cost; report gains against a baseline.
 # - Validate an untrusted submission before running it.
+# - Optimise a model into an entry of your own, package it, and beat the baseline with it.
 
 # %%
 #| default_exp competition
@@ -111,6 +114,7 @@ __all__ = [
     # submitting
     "TrainReport",
     "CompetitionSubmission",
+    "PretrainedBaseline",
     # scoring
     "CompetitionRules",
     "Entry",
@@ -190,6 +194,40 @@ X_TRAIN, Y_TRAIN = load_digits("train")
 X_TEST, Y_TEST = load_digits("test")
 print(f"digits: train {X_TRAIN.shape}, test {X_TEST.shape} (the arena keeps the test labels)")
 
+import contextlib
+import traceback
+
+# the function an exercise writes -> (exercise number, the exercise's cell)
+EXERCISES = {"percentile": (1, "percentile"), "check_scores": (2, "check_scores"),
+             "single_stream": (3, "single_stream"), "stored_bytes": (4, "stored_bytes"),
+             "public_private_split": (5, "public_private"),
+             "split_accuracies": (5, "public_private"), "train": (6, "submission_train"),
+             "category_score": (7, "category_score"), "rank_category": (8, "rank_category"),
+             "pareto_front": (9, "pareto_front"), "compare_to_baseline": (10, "compare_to_baseline"),
+             "check_metadata": (11, "check_metadata")}
+
+
+@contextlib.contextmanager
+def needs_exercises():
+    """An unfinished exercise used by a later cell names itself instead of a bare error."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        used = [f.name for f in traceback.extract_tb(exc.__traceback__) if f.name in EXERCISES]
+        if not used:
+            raise
+        number, cell = EXERCISES[used[-1]]
+        raise RuntimeError(
+            f"complete exercise {number}, `{cell}` ({used[-1]}), first: this cell uses it"
+        ) from None
+
+
+def require(*names: str, step: str) -> None:
+    """Stop with what to run first when a cell needs names an earlier cell defines."""
+    missing = [n for n in names if n not in globals()]
+    if missing:
+        raise RuntimeError(f"{step} first ({', '.join(missing)} is not defined yet)")
+
 # %% [markdown]
 # ## Step 1: latency like MLPerf single-stream
 #
@@ -232,34 +270,23 @@ def percentile(values: Sequence[float], q: float) -> float:
 """Nearest-rank percentiles: p50 and p90 of 1..10 are 5 and 9; always one of the values."""
 assert percentile(range(1, 11), 50) == 5, f"p50 of 1..10 should be 5, got {percentile(range(1, 11), 50)}"
 assert percentile(range(1, 11), 90) == 9, f"p90 of 1..10 should be 9, got {percentile(range(1, 11), 90)}"
-assert percentile([3.0, 1.0, 2.0], 100) == 3.0, "p100 is the maximum"
+assert percentile(range(1, 21), 90) == 18, "p90 of 1..20 is the 18th value (rank ceil(0.9 * 20))"
+assert percentile([3.0, 1.0, 2.0], 100) == 3.0, "p100 is the maximum (sort the values first)"
+assert percentile([5, 1, 4], 0) == 1, "p0 is the minimum"
 assert percentile([0.2], 90) == 0.2, "the percentile of one value is that value"
+assert percentile([4, 1, 3, 2], 30) == 2, "p30 of 4 values is rank ceil(1.2) = 2: the 2nd smallest"
 
 ### BEGIN HIDDEN TESTS
-def _check_percentile_hidden():
-    rng = np.random.default_rng(20)
-    for n in [1, 2, 3, 7, 100, 101]:
-        v = rng.standard_normal(n)
-        for q in [0, 1, 10, 25, 50, 75, 90, 99, 100]:
-            got = percentile(v, q)
-            assert got in v, f"percentile must be one of the values (n={n}, q={q})"
-            below = np.sum(v <= got)
-            assert below >= math.ceil(q / 100 * n), f"too few values <= p{q} (n={n})"
-            if q > 0:
-                assert np.sum(v < got) < math.ceil(q / 100 * n), f"p{q} is too large (n={n})"
-    assert percentile([5, 1, 4], 0) == 1, "p0 is the minimum"
-    assert percentile(range(1, 21), 90) == 18, "p90 of 1..20 is the 18th value"
-    for bad in [([], 50), ([1.0], -1), ([1.0], 101), ([1.0, float("nan")], 50)]:
-        try:
-            percentile(*bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"percentile{bad} should raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_percentile_hidden()
+with _probe("20_competition", "percentile_correct") as _p:
+    for _i, _case in enumerate(_p.inputs["cases"]):
+        for _j, _q in enumerate(_case["qs"]):
+            _p.record(f"p{_i}_{_j}", percentile, _case["values"], _q)
+    for _k, (_values, _q) in enumerate(_p.inputs["bad"]):
+        _p.record(f"bad{_k}", percentile, _values, _q)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ### What a prediction must look like
@@ -325,46 +352,56 @@ def check_scores(
 """check_scores accepts finite float (rows, 10) arrays and names every other problem."""
 _ok = np.zeros((2, 10), np.float32)
 assert check_scores(_ok, 2) is _ok, "a valid answer is returned unchanged"
-for _bad, _kind in [
-    (np.zeros((2, 9), np.float32), "wrong_shape"),
-    (np.zeros((2, 10), np.int64), "wrong_dtype"),
-    (np.full((2, 10), np.nan, np.float32), "nan"),
+assert check_scores(np.zeros((2, 10), np.float64), 2).dtype == np.float64, "float64 scores are fine"
+assert check_scores(np.zeros((1, 10), np.float16), 1).dtype == np.float16, "float16 scores are fine"
+_inf = np.zeros((1, 10), np.float32)
+_inf[0, 3] = np.inf
+for _bad, _rows, _kind in [
+    (np.zeros((2, 9), np.float32), 2, "wrong_shape"),
+    (np.zeros((3, 10), np.int64), 2, "wrong_shape"),  # the shape is checked before the dtype
+    (np.zeros((2, 10), np.int64), 2, "wrong_dtype"),
+    ([[0.0] * 10], 1, "wrong_dtype"),  # a list is not a numpy array
+    (np.full((2, 10), np.nan, np.float32), 2, "nan"),
+    (_inf, 1, "nan"),  # inf is not a score either
 ]:
     try:
-        check_scores(_bad, 2)
+        check_scores(_bad, _rows, query=7)
     except PredictionError as exc:
         assert exc.kind == _kind, f"expected kind {_kind!r}, got {exc.kind!r} ({exc})"
+        if _kind != "wrong_dtype" or isinstance(_bad, np.ndarray):
+            assert "7" in str(exc), f"the message should name query 7: {exc}"
     else:
-        raise AssertionError(f"check_scores should reject a {_bad.dtype} {_bad.shape} array")
+        raise AssertionError(f"check_scores should reject {_bad!r:.60} for {_rows} rows")
 
 ### BEGIN HIDDEN TESTS
-def _check_scores_hidden():
-    def kind_of(out, rows=1, **kw):
-        try:
-            check_scores(out, rows, **kw)
-        except PredictionError as exc:
-            return exc.kind, str(exc)
-        return None, ""
-
-    assert kind_of([[0.0] * 10])[0] == "wrong_dtype", "a list is not a numpy array"
-    assert kind_of(np.zeros(10, np.float32))[0] == "wrong_shape", "(10,) is not (1, 10)"
-    assert kind_of(np.zeros((10, 1), np.float32))[0] == "wrong_shape"
-    k, msg = kind_of(np.zeros((3, 10), np.float64), rows=2)
-    assert k == "wrong_shape" and "(3, 10)" in msg and "(2, 10)" in msg, (
-        f"the message must name both shapes: {msg}"
-    )
-    assert kind_of(np.zeros((1, 10), bool))[0] == "wrong_dtype"
-    assert kind_of(np.zeros((1, 10), object))[0] == "wrong_dtype"
-    assert kind_of(np.zeros((1, 10), np.float16))[0] is None, "float16 scores are fine"
-    x = np.zeros((1, 10), np.float64)
-    x[0, 3] = np.inf
-    k, msg = kind_of(x, query=7)
-    assert k == "nan" and "7" in msg, f"inf is not a score; message should name query 7: {msg}"
-    assert kind_of(np.zeros((1, 5), np.float32), num_classes=5)[0] is None
+from tito.probe import probe as _probe
 
 
-_check_scores_hidden()
+def _scores_answer(case):
+    if case["kind"] == "list":
+        return np.zeros(case["shape"]).tolist()
+    answer = np.zeros(case["shape"], dtype=case["dtype"])
+    if case["dtype"] != "object" and case["fill"] != 0.0:
+        fill = float(case["fill"]) if isinstance(case["fill"], str) else case["fill"]
+        answer.flat[np.prod(case["shape"]) // 2] = fill
+    return answer
+
+
+def _scores_kind(case):
+    answer = _scores_answer(case)
+    try:
+        back = check_scores(answer, case["rows"], num_classes=case["num_classes"],
+                            query=case["query"])
+    except PredictionError as exc:
+        return [str(exc.kind), str(exc)]
+    return ["ok", back is answer]
+
+
+with _probe("20_competition", "check_scores_correct") as _p:
+    for _i, _case in enumerate(_p.inputs["cases"]):
+        _p.record(f"case{_i}", _scores_kind, _case)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ### The single-stream loop
@@ -465,57 +502,87 @@ assert len(_seen) == 3 + 2 * 4, f"3 warm-up + 2 passes x 4 queries = 11 calls, g
 assert set(_seen) == {(1, 3)}, f"every query must be one input of shape (1, 3), got {set(_seen)}"
 assert _res.outputs.shape == (4, 10), f"outputs should be (4, 10), got {_res.outputs.shape}"
 assert np.array_equal(_res.outputs[:, 0], _inputs[:, 0]), "outputs must be in query order"
-assert len(_res.repeats_p50_ms) == 2 and _res.p50_ms <= _res.p90_ms + 1e-12
+
+# a fake clock: call k (1-based) of predict takes k ms, so every number is predictable
+_clock = {"t": 0.0, "calls": 0}
+
+
+def _slow_predict(x):
+    _clock["calls"] += 1
+    _clock["t"] += _clock["calls"] / 1000.0  # this call "takes" `calls` ms
+    return np.zeros((1, 10), np.float64)
+
+
+_res = single_stream(_slow_predict, np.zeros((5, 2), np.float32), warmup=2, repeats=3,
+                     clock=lambda: _clock["t"])
+# warm-up calls 1-2 are untimed; pass r times calls 3+5r .. 7+5r (ms)
+assert np.allclose(_res.repeats_p50_ms, [5, 10, 15]), (
+    f"per-pass p50 should be [5, 10, 15] ms (untimed warm-up, times in ms), got {_res.repeats_p50_ms}"
+)
+assert np.allclose(_res.repeats_p90_ms, [7, 12, 17]), f"per-pass p90: got {_res.repeats_p90_ms}"
+assert np.isclose(_res.p50_ms, 10) and np.isclose(_res.p90_ms, 12), (
+    f"p50/p90 are the medians of the passes' values, got {_res.p50_ms}, {_res.p90_ms}"
+)
+_calls = []
+
+
+def _nan_later(x):
+    _calls.append(1)
+    return np.full((1, 10), np.nan if len(_calls) == 4 else 0.0, dtype=np.float32)
+
+
+try:
+    single_stream(_nan_later, np.zeros((3, 2)), warmup=0, repeats=2)
+except PredictionError as exc:
+    assert exc.kind == "nan" and "query 0" in str(exc), f"the 4th call is query 0: {exc}"
+else:
+    raise AssertionError("single_stream must check every answer, also in later passes")
 
 ### BEGIN HIDDEN TESTS
-def _check_single_stream_hidden():
-    # a fake clock: call k (0-based) of predict takes k+1 ms, so every number is predictable
-    state = {"t": 0.0, "calls": 0}
+from tito.probe import probe as _probe
 
-    def clock():
-        return state["t"]
 
-    def predict(x):
+def _stream_probe(p):
+    d = p.inputs["durations_ms"]
+    state = {"t": 0.0, "calls": 0, "shapes": [], "firsts": []}
+    bad = p.inputs["bad_call"]
+
+    def predict(x, nan_at=None):
+        k = state["calls"]
         state["calls"] += 1
-        state["t"] += state["calls"] / 1000.0  # this call "takes" calls ms
-        return np.zeros((1, 10), np.float64)
+        state["t"] += float(d[k % len(d)]) / 1000.0
+        state["shapes"].append(tuple(np.shape(x)))
+        state["firsts"].append(float(np.asarray(x).ravel()[0]))
+        which = (k - p.inputs["warmup"]) // len(p.inputs["inputs"])  # pass (-1: warm-up)
+        scores = np.repeat(np.asarray(x, np.float64)[:, :1], 10, axis=1) + 1000.0 * which  # (1, 10)
+        if nan_at is not None and k == nan_at:
+            scores[0, 0] = np.nan
+        return scores
 
-    res = single_stream(predict, np.zeros((5, 2), np.float32), warmup=2, repeats=3, clock=clock)
-    # warm-up calls 1-2 are untimed; pass r times calls 3+5r .. 7+5r (ms)
-    assert np.allclose(res.repeats_p50_ms, [5, 10, 15]), (
-        f"per-pass p50 should be [5, 10, 15] ms, got {res.repeats_p50_ms}"
-    )
-    assert np.allclose(res.repeats_p90_ms, [7, 12, 17]), f"got {res.repeats_p90_ms}"
-    assert np.isclose(res.p50_ms, 10) and np.isclose(res.p90_ms, 12), "median of the passes"
-    assert res.queries == 5 and res.warmup == 2
-    assert abs(res.spread - 3.0) < 1e-9
-
-    def bad(x):
-        return np.zeros((1, 9), np.float32)
-
-    try:
-        single_stream(bad, np.zeros((2, 2)), warmup=0, repeats=1)
-    except PredictionError as exc:
-        assert exc.kind == "wrong_shape"
-    else:
-        raise AssertionError("single_stream must check every answer")
-    calls = []
-
-    def nan_later(x):
-        calls.append(1)
-        bad_value = np.nan if len(calls) == 4 else 0.0
-        return np.full((1, 10), bad_value, dtype=np.float32)
-
-    try:
-        single_stream(nan_later, np.zeros((3, 2)), warmup=0, repeats=2)
-    except PredictionError as exc:
-        assert exc.kind == "nan" and "query 0" in str(exc), f"the 4th call is query 0: {exc}"
-    else:
-        raise AssertionError("a NaN in a later pass must be caught too")
+    inputs, warmup, repeats = p.inputs["inputs"], p.inputs["warmup"], p.inputs["repeats"]
+    res = single_stream(predict, inputs, warmup=warmup, repeats=repeats,
+                        clock=lambda: state["t"])
+    n = len(inputs)
+    expected_firsts = [float(inputs[i % n, 0]) for i in range(warmup)]
+    expected_firsts += [float(inputs[i, 0]) for _ in range(repeats) for i in range(n)]
+    p.put("calls", {"count": state["calls"],
+                    "all_single": all(s == (1, inputs.shape[1]) for s in state["shapes"]),
+                    "order_ok": state["firsts"] == expected_firsts})
+    p.put("result", {"p50_ms": float(res.p50_ms), "p90_ms": float(res.p90_ms),
+                     "repeats_p50_ms": [float(v) for v in res.repeats_p50_ms],
+                     "repeats_p90_ms": [float(v) for v in res.repeats_p90_ms],
+                     "queries": int(res.queries), "warmup": int(res.warmup),
+                     "outputs": np.asarray(res.outputs)})
+    state.update(t=0.0, calls=0, shapes=[], firsts=[])
+    p.record("nan_later", lambda: single_stream(lambda x: predict(x, nan_at=bad), inputs,
+                                               warmup=warmup, repeats=repeats,
+                                               clock=lambda: state["t"]).p50_ms)
 
 
-_check_single_stream_hidden()
+with _probe("20_competition", "single_stream_correct") as _p:
+    _p.record("_run", _stream_probe, _p)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # Let's measure a real model. The default `build_model` of the submission class (Step 4) is
@@ -523,41 +590,42 @@ _check_single_stream_hidden()
 # with the core library, then compare the first (cold) call with the warmed-up ones and the
 # single-query latency with the per-image cost of one big batch.
 
-# %%
-manual_seed(0)
-_model = Sequential(Linear(INPUT_DIM, 64), ReLU(), Linear(64, NUM_CLASSES))
-_opt = Adam(_model.parameters(), lr=1e-2)
-for _epoch in range(8):
-    for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True, seed=_epoch):
-        _loss = cross_entropy(_model(Tensor(_xb)), _yb)
-        _opt.zero_grad()
-        _loss.backward()
-        _opt.step()
+# %% tags=["demo"]
+with needs_exercises():
+    manual_seed(0)
+    _model = Sequential(Linear(INPUT_DIM, 64), ReLU(), Linear(64, NUM_CLASSES))
+    _opt = Adam(_model.parameters(), lr=1e-2)
+    for _epoch in range(8):
+        for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True, seed=_epoch):
+            _loss = cross_entropy(_model(Tensor(_xb)), _yb)
+            _opt.zero_grad()
+            _loss.backward()
+            _opt.step()
 
 
-def _predict(x):
-    with no_grad():
-        return _model(Tensor(x)).data
+    def _predict(x):
+        with no_grad():
+            return _model(Tensor(x)).data
 
 
-_t0 = time.perf_counter()
-_predict(X_TEST[:1])
-_cold_ms = (time.perf_counter() - _t0) * 1e3
-_lat = single_stream(_predict, X_TEST, warmup=50, repeats=5)
-_acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
-_predict(X_TEST)  # warm up the batch path too: its first call allocates the big arrays
-_batch_times = []
-for _ in range(20):
     _t0 = time.perf_counter()
-    _predict(X_TEST)
-    _batch_times.append(time.perf_counter() - _t0)
-_batch_ms = statistics.median(_batch_times) * 1e3
-print(f"accuracy {_acc:.3f} on {len(X_TEST)} test images")
-print(f"first call (cold)         {_cold_ms:8.3f} ms")
-print(f"single-stream p50 / p90   {_lat.p50_ms:8.3f} / {_lat.p90_ms:.3f} ms")
-print(f"per-pass p50s (ms)        {[round(v, 4) for v in _lat.repeats_p50_ms]} (spread {_lat.spread:.2f}x)")
-print(f"one batch of {len(X_TEST)} (median of 20): {_batch_ms:.3f} ms = "
-      f"{_batch_ms / len(X_TEST) * 1e3:.2f} us per image")
+    _predict(X_TEST[:1])
+    _cold_ms = (time.perf_counter() - _t0) * 1e3
+    _lat = single_stream(_predict, X_TEST, warmup=50, repeats=5)
+    _acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
+    _predict(X_TEST)  # warm up the batch path too: its first call allocates the big arrays
+    _batch_times = []
+    for _ in range(20):
+        _t0 = time.perf_counter()
+        _predict(X_TEST)
+        _batch_times.append(time.perf_counter() - _t0)
+    _batch_ms = statistics.median(_batch_times) * 1e3
+    print(f"accuracy {_acc:.3f} on {len(X_TEST)} test images")
+    print(f"first call (cold)         {_cold_ms:8.3f} ms")
+    print(f"single-stream p50 / p90   {_lat.p50_ms:8.3f} / {_lat.p90_ms:.3f} ms")
+    print(f"per-pass p50s (ms)        {[round(v, 4) for v in _lat.repeats_p50_ms]} (spread {_lat.spread:.2f}x)")
+    print(f"one batch of {len(X_TEST)} (median of 20): {_batch_ms:.3f} ms = "
+          f"{_batch_ms / len(X_TEST) * 1e3:.2f} us per image")
 
 # %% [markdown]
 # Two lessons hide in these numbers. The per-image cost of a big batch is far below the
@@ -606,29 +674,24 @@ _b32 = stored_bytes({"w": _w})
 _b8 = stored_bytes({"w": _w.astype(np.int8)})
 assert _b32 > 64 * 64 * 4, f"float32 (64, 64) needs more than {64 * 64 * 4} bytes, got {_b32}"
 assert 3.0 < _b32 / _b8 < 4.0, f"int8 should be ~4x smaller (minus headers), got {_b32 / _b8:.2f}x"
+_two = {"a": np.zeros(100, np.float32), "b": np.arange(3, dtype=np.int16)}
+with tempfile.TemporaryDirectory() as _tmp:
+    np.savez(Path(_tmp) / "w.npz", **_two)
+    _size = (Path(_tmp) / "w.npz").stat().st_size
+assert stored_bytes(_two) == _size, (
+    f"stored_bytes must equal the np.savez file size ({_size} bytes), got {stored_bytes(_two)}"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_stored_bytes_hidden():
-    rng = np.random.default_rng(2)
-    arrays = {"a": rng.standard_normal((7, 5)), "b": np.arange(3, dtype=np.int16)}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "w.npz"
-        np.savez(path, **arrays)
-        assert stored_bytes(arrays) == path.stat().st_size, "must equal the np.savez file size"
-    one = stored_bytes({"a": np.zeros(100, np.float32)})
-    two = stored_bytes({"a": np.zeros(100, np.float32), "b": np.zeros(100, np.float32)})
-    assert two > 2 * 400 and two > one + 400, "every array is charged"
-    for bad in [{}, {"x": np.array(["a"])}, [np.zeros(2)]]:
-        try:
-            stored_bytes(bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"stored_bytes({bad!r}) should raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_stored_bytes_hidden()
+with _probe("20_competition", "stored_bytes_correct") as _p:
+    for _i, _arrays in enumerate(_p.inputs["dicts"]):
+        _p.record(f"d{_i}", stored_bytes, _arrays)
+    for _k, _bad in enumerate([{}, {"x": np.array(["a"])}, [np.zeros(2)]]):
+        _p.record(f"bad{_k}", stored_bytes, _bad)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # The baseline's weights in three formats. The int8 version stores one float32 scale per
@@ -636,27 +699,28 @@ _check_stored_bytes_hidden()
 # keeps 20% of each weight matrix as float16 values plus uint16 positions (module 18): sparse
 # storage pays for its indices, so it only wins well past 50% sparsity.
 
-# %%
-_state = _model.state_dict()
-_int8 = {}
-_sparse = {}
-for _name, _value in _state.items():
-    _scale = float(np.abs(_value).max()) / 127 or 1.0
-    _int8[_name] = np.round(_value / _scale).astype(np.int8)
-    _int8[_name + ".scale"] = np.float32(_scale)
-    _flat = _value.ravel()
-    _keep = np.sort(np.argsort(-np.abs(_flat))[: max(1, _flat.size // 5)])
-    _sparse[_name + ".values"] = _flat[_keep].astype(np.float16)
-    _sparse[_name + ".index"] = _keep.astype(np.uint16)
-_sizes = {
-    "float32": stored_bytes(_state),
-    "float16": stored_bytes({k: v.astype(np.float16) for k, v in _state.items()}),
-    "int8 + scales": stored_bytes(_int8),
-    "20% sparse (f16 + u16 index)": stored_bytes(_sparse),
-}
-_params = sum(v.size for v in _state.values())
-for _fmt, _bytes in _sizes.items():
-    print(f"{_fmt:>30}: {_bytes:6d} bytes ({_bytes / _params:.2f} bytes/parameter)")
+# %% tags=["demo"]
+with needs_exercises():
+    _state = _model.state_dict()
+    _int8 = {}
+    _sparse = {}
+    for _name, _value in _state.items():
+        _scale = float(np.abs(_value).max()) / 127 or 1.0
+        _int8[_name] = np.round(_value / _scale).astype(np.int8)
+        _int8[_name + ".scale"] = np.float32(_scale)
+        _flat = _value.ravel()
+        _keep = np.sort(np.argsort(-np.abs(_flat))[: max(1, _flat.size // 5)])
+        _sparse[_name + ".values"] = _flat[_keep].astype(np.float16)
+        _sparse[_name + ".index"] = _keep.astype(np.uint16)
+    _sizes = {
+        "float32": stored_bytes(_state),
+        "float16": stored_bytes({k: v.astype(np.float16) for k, v in _state.items()}),
+        "int8 + scales": stored_bytes(_int8),
+        "20% sparse (f16 + u16 index)": stored_bytes(_sparse),
+    }
+    _params = sum(v.size for v in _state.values())
+    for _fmt, _bytes in _sizes.items():
+        print(f"{_fmt:>30}: {_bytes:6d} bytes ({_bytes / _params:.2f} bytes/parameter)")
 
 # %% [markdown]
 # Notice the headers: every `.npy` entry in the zip costs about 200 bytes of header and
@@ -717,42 +781,32 @@ _pub, _priv = public_private_split(10, 0.3, seed=1)
 assert len(_pub) == 3 and len(_priv) == 7, f"30% of 10 is 3 public, got {len(_pub)}"
 assert sorted(np.concatenate([_pub, _priv]).tolist()) == list(range(10)), "must partition range(10)"
 assert np.array_equal(_pub, public_private_split(10, 0.3, seed=1)[0]), "same seed, same split"
+assert _pub.dtype == np.int64 and np.all(np.diff(_pub) > 0), "sorted int64 indices"
+_big = public_private_split(360, 0.3, seed=0)[0]
+assert not np.array_equal(_big, public_private_split(360, 0.3, seed=1)[0]), "seeds must differ"
+assert not np.array_equal(_big, np.arange(len(_big))), "the split must be random, not the first rows"
 _labels = np.arange(10) % 3
 _pred = _labels.copy()
 _pred[_priv[0]] = 99  # one private mistake
-assert split_accuracies(_pred, _labels, _pub, _priv) == (1.0, 6 / 7)
+assert split_accuracies(_pred, _labels, _pub, _priv) == (1.0, 6 / 7), (
+    f"(public, private) accuracy should be (1.0, 6/7), got {split_accuracies(_pred, _labels, _pub, _priv)}"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_split_hidden():
-    for n, frac in [(2, 0.5), (360, 0.3), (101, 0.25), (7, 0.9)]:
-        for seed in range(3):
-            pub, priv = public_private_split(n, frac, seed)
-            assert pub.dtype == np.int64 and priv.dtype == np.int64
-            assert len(pub) == round(n * frac), (n, frac, len(pub))
-            assert np.all(np.diff(pub) > 0) and np.all(np.diff(priv) > 0), "sorted, no repeats"
-            assert set(pub.tolist()).isdisjoint(priv.tolist())
-            assert len(pub) + len(priv) == n
-    a = public_private_split(360, 0.3, 0)[0]
-    b = public_private_split(360, 0.3, 1)[0]
-    assert not np.array_equal(a, b), "different seeds give different splits"
-    assert not np.array_equal(a, np.arange(len(a))), "the split must be random, not the first rows"
-    for bad in [(10, 0.0), (10, 1.0), (1, 0.5), (3, 0.1)]:
-        try:
-            public_private_split(*bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError(f"public_private_split{bad} should raise ValueError")
-    try:
-        split_accuracies(np.zeros(3), np.zeros(4), np.arange(1), np.arange(1, 3))
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("mismatched shapes must raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_split_hidden()
+with _probe("20_competition", "public_private_correct") as _p:
+    for _i, (_n, _frac, _seed) in enumerate(_p.inputs["cases"]):
+        _p.record(f"split{_i}", public_private_split, _n, _frac, _seed)
+        _p.record(f"again{_i}", public_private_split, _n, _frac, _seed)
+        _p.record(f"other{_i}", public_private_split, _n, _frac, _seed + 1)
+    for _k, (_n, _frac) in enumerate(_p.inputs["bad"]):
+        _p.record(f"bad{_k}", public_private_split, _n, _frac)
+    _p.record("acc", split_accuracies, _p.inputs["pred"], _p.inputs["labels"], _p.inputs["pub"],
+              _p.inputs["priv"])
+    _p.record("acc_bad", split_accuracies, np.zeros(3), np.zeros(4), np.arange(1), np.arange(1, 3))
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # Why bother? Here is "tuning to the scoreboard" in action: 12 small models that differ only in
@@ -761,32 +815,33 @@ _check_split_hidden()
 # curse): it won partly because the public images happened to suit it. The private part played
 # no role in the choice, so the winner's private score is the honest estimate.
 
-# %%
-_pub, _priv = public_private_split(len(Y_TEST), 0.3, seed=2020)
-_results = []
-for _seed in range(12):
-    manual_seed(_seed)
-    _m = Sequential(Linear(INPUT_DIM, 16), ReLU(), Linear(16, NUM_CLASSES))
-    _o = Adam(_m.parameters(), lr=1e-2)
-    for _ep in range(3):
-        for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True,
-                                   seed=_seed * 100 + _ep):
-            _l = cross_entropy(_m(Tensor(_xb)), _yb)
-            _o.zero_grad()
-            _l.backward()
-            _o.step()
-    with no_grad():
-        _labels = _m(Tensor(X_TEST)).data.argmax(axis=1)
-    _results.append(split_accuracies(_labels, Y_TEST, _pub, _priv))
-_best = max(range(12), key=lambda i: _results[i][0])
-print(f"public part {len(_pub)} images, private part {len(_priv)} images")
-_mean_pub = np.mean([r[0] for r in _results])
-_mean_priv = np.mean([r[1] for r in _results])
-print(f"picked by public score: seed {_best}: public {_results[_best][0]:.3f}, "
-      f"private {_results[_best][1]:.3f}")
-print(f"mean over all 12 seeds:  public {_mean_pub:.3f}, private {_mean_priv:.3f}")
-print(f"the winner's public score is {100 * (_results[_best][0] - _mean_pub):+.1f} points above "
-      f"the average seed; its private score {100 * (_results[_best][1] - _mean_priv):+.1f}")
+# %% tags=["demo"]
+with needs_exercises():
+    _pub, _priv = public_private_split(len(Y_TEST), 0.3, seed=2020)
+    _results = []
+    for _seed in range(12):
+        manual_seed(_seed)
+        _m = Sequential(Linear(INPUT_DIM, 16), ReLU(), Linear(16, NUM_CLASSES))
+        _o = Adam(_m.parameters(), lr=1e-2)
+        for _ep in range(3):
+            for _xb, _yb in DataLoader(TensorDataset(X_TRAIN, Y_TRAIN), batch_size=64, shuffle=True,
+                                       seed=_seed * 100 + _ep):
+                _l = cross_entropy(_m(Tensor(_xb)), _yb)
+                _o.zero_grad()
+                _l.backward()
+                _o.step()
+        with no_grad():
+            _labels = _m(Tensor(X_TEST)).data.argmax(axis=1)
+        _results.append(split_accuracies(_labels, Y_TEST, _pub, _priv))
+    _best = max(range(12), key=lambda i: _results[i][0])
+    print(f"public part {len(_pub)} images, private part {len(_priv)} images")
+    _mean_pub = np.mean([r[0] for r in _results])
+    _mean_priv = np.mean([r[1] for r in _results])
+    print(f"picked by public score: seed {_best}: public {_results[_best][0]:.3f}, "
+          f"private {_results[_best][1]:.3f}")
+    print(f"mean over all 12 seeds:  public {_mean_pub:.3f}, private {_mean_priv:.3f}")
+    print(f"the winner's public score is {100 * (_results[_best][0] - _mean_pub):+.1f} points above "
+          f"the average seed; its private score {100 * (_results[_best][1] - _mean_priv):+.1f}")
 
 # %% [markdown]
 # ## Step 4: the submission class
@@ -980,7 +1035,7 @@ class CompetitionSubmission:
 
 
 # %% nbgrader={"grade": true, "grade_id": "submission_train_correct", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-"""train() reaches the target on the digits and stops there, well within the budget."""
+"""train() reaches the target and stops there; budget, epochs, seed and autotuner are honoured."""
 _sub = CompetitionSubmission()
 _rep = _sub.train(X_TRAIN, Y_TRAIN, budget_seconds=30)
 print(_rep)
@@ -989,71 +1044,132 @@ assert _rep.holdout_accuracy >= 0.97 and _rep.epochs < _sub.max_epochs
 _test_acc = float((_sub.predict(X_TEST).argmax(axis=1) == Y_TEST).mean())
 assert _test_acc >= 0.9, f"the trained baseline should reach 90% test accuracy, got {_test_acc:.3f}"
 
+
+class _Capped(CompetitionSubmission):
+    stop_accuracy, max_epochs = None, 2
+
+
+_a, _b = _Capped(), _Capped()
+_rep = _a.train(X_TRAIN[:200], Y_TRAIN[:200], budget_seconds=60)
+assert _rep.stopped == "max_epochs" and _rep.epochs == 2, f"2 epochs, then 'max_epochs': {_rep}"
+assert _rep.steps == 2 * math.ceil(180 / 64), (
+    f"2 epochs of 180 examples (200 minus 10% held out) in batches of 64 = 6 steps, got {_rep.steps}"
+)
+_b.train(X_TRAIN[:200], Y_TRAIN[:200], budget_seconds=60)
+assert all(np.array_equal(_a.state()[_k], _b.state()[_k]) for _k in _a.state()), (
+    "the same seed must give the same weights: seed the initialisation (and shuffles) with it"
+)
+
+
+class _Slow(CompetitionSubmission):
+    stop_accuracy, max_epochs, batch_size = None, 1000, 16
+
+    def build_optimizer(self, model):
+        opt = super().build_optimizer(model)
+        step = opt.step
+        opt.step = lambda: (time.sleep(0.02), step())  # every step takes 20 ms
+        return opt
+
+
+_rep = _Slow().train(X_TRAIN[:1000], Y_TRAIN[:1000], budget_seconds=0.1)
+assert _rep.stopped == "budget", f"an endless run must stop on the budget, got {_rep.stopped!r}"
+assert _rep.steps <= 7, (
+    f"0.1 s at 20 ms per step is 5 steps; train took {_rep.steps} steps in {_rep.seconds:.2f} s: "
+    "check the clock after every batch, not only after each epoch"
+)
+
+
+class _Tuned(CompetitionSubmission):
+    max_epochs = 1
+
+    def build_autotuner(self):
+        return "tuner"
+
+    def autotune(self, tuner, x_tr, y_tr, x_val, y_val, budget):
+        self.hidden = 8  # what a tuner found: build_model must see it
+        return {"hidden": 8, "sizes": (len(x_tr), len(x_val))}
+
+
+_t = _Tuned()
+_t.train(X_TRAIN[:100], Y_TRAIN[:100], 60)
+assert _t.tuning == {"hidden": 8, "sizes": (90, 10)}, f"autotune's result is kept in .tuning: {_t.tuning}"
+assert _t.model[0].weight.shape == (64, 8), "autotune runs before build_model, so what it sets is used"
+
 ### BEGIN HIDDEN TESTS
-def _check_train_hidden():
+from tito.probe import probe as _probe
+
+
+def _train_probe(p):
+    b, c, t, g = (p.inputs[k] for k in ("budget", "capped", "tuned", "target"))
+    counted = {"steps": 0}
+
     class Slow(CompetitionSubmission):
-        stop_accuracy = None
-        max_epochs = 1000
+        stop_accuracy, max_epochs, batch_size, seed = None, 1000, b["batch_size"], b["seed"]
 
         def build_optimizer(self, model):
             opt = super().build_optimizer(model)
-            original_step = opt.step
+            step = opt.step
 
             def slow_step():
-                time.sleep(0.01)
-                original_step()
+                counted["steps"] += 1
+                time.sleep(b["sleep"])
+                step()
 
             opt.step = slow_step
             return opt
 
-    started = time.perf_counter()
-    rep = Slow().train(X_TRAIN[:400], Y_TRAIN[:400], budget_seconds=0.3)
-    took = time.perf_counter() - started
-    assert rep.stopped == "budget", f"an endless run must stop on the budget, got {rep.stopped!r}"
-    assert took < 1.0, f"the budget is checked after every batch; train took {took:.2f}s for 0.3s"
+    rep = Slow().train(X_TRAIN[: b["n"]], Y_TRAIN[: b["n"]], budget_seconds=b["budget"])
+    p.put("budget", {"stopped": str(rep.stopped), "steps": int(rep.steps),
+                     "optimizer_steps": counted["steps"], "seconds": float(rep.seconds)})
 
     class Capped(CompetitionSubmission):
-        stop_accuracy = None
-        max_epochs = 2
+        stop_accuracy, max_epochs, seed = None, c["epochs"], c["seed"]
+        batch_size, holdout_fraction = c["batch_size"], c["holdout"]
 
-    rep = Capped().train(X_TRAIN[:200], Y_TRAIN[:200], budget_seconds=60)
-    assert rep.stopped == "max_epochs" and rep.epochs == 2
-    assert rep.steps == 2 * math.ceil(180 / 64), f"2 epochs of 180 examples in 64s, got {rep.steps}"
-    a, b = Capped(), Capped()
-    a.train(X_TRAIN[:200], Y_TRAIN[:200], 60)
-    b.train(X_TRAIN[:200], Y_TRAIN[:200], 60)
-    for (k, va), vb in zip(a.state().items(), b.state().values()):
-        assert np.array_equal(va, vb), f"same seed must give the same weights ({k})"
-
-    calls = {}
+    rep = Capped().train(X_TRAIN[: c["n"]], Y_TRAIN[: c["n"]], 60)
+    p.put("capped", {"stopped": str(rep.stopped), "epochs": int(rep.epochs),
+                     "steps": int(rep.steps)})
+    runs = []
+    for seed in (c["seed"], c["seed"], c["seed"] + 1):
+        sub = Capped()
+        sub.seed = seed
+        sub.train(X_TRAIN[:100], Y_TRAIN[:100], 60)
+        runs.append({k: np.asarray(v).copy() for k, v in sub.state().items()})
+    same = all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
+    other = all(np.array_equal(runs[0][k], runs[2][k]) for k in runs[0])
+    p.put("same_seed", {"equal": bool(same), "other_equal": bool(other)})
+    seen = {}
 
     class Tuned(CompetitionSubmission):
-        max_epochs = 1
+        max_epochs, holdout_fraction = 1, t["holdout"]
 
         def build_autotuner(self):
             return "tuner"
 
         def autotune(self, tuner, x_tr, y_tr, x_val, y_val, budget):
-            calls["args"] = (tuner, len(x_tr), len(x_val), budget)
-            self.hidden = 8
-            return {"hidden": 8}
+            seen.update(tuner=str(tuner), sizes=[len(x_tr), len(x_val)], budget=float(budget))
+            self.hidden = t["hidden"]
+            return {"hidden": t["hidden"]}
 
-    t = Tuned()
-    t.train(X_TRAIN[:100], Y_TRAIN[:100], 60)
-    assert calls["args"][0] == "tuner" and calls["args"][1:3] == (90, 10), calls
-    assert t.tuning == {"hidden": 8} and t.model[0].weight.shape == (64, 8), (
-        "autotune runs before build_model, so what it sets is used"
-    )
-    try:
-        CompetitionSubmission().train(X_TRAIN[:10], Y_TRAIN[:10], 0)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a zero budget must raise ValueError")
+    tuned = Tuned()
+    tuned.train(X_TRAIN[: t["n"]], Y_TRAIN[: t["n"]], 60)
+    p.put("tuned", {**seen, "width": int(tuned.model[0].weight.shape[1])})
+
+    class Target(CompetitionSubmission):
+        stop_accuracy, seed = g["stop"], g["seed"]
+
+    sub = Target()
+    rep = sub.train(X_TRAIN, Y_TRAIN, 60)
+    p.put("target", {"stopped": str(rep.stopped), "epochs": int(rep.epochs),
+                     "holdout_accuracy": float(rep.holdout_accuracy),
+                     "scores": np.asarray(sub.predict(g["x"]), dtype=np.float64)})
+    p.record("zero_budget", CompetitionSubmission().train, X_TRAIN[:10], Y_TRAIN[:10], 0)
 
 
-_check_train_hidden()
+with _probe("20_competition", "submission_train_correct") as _p:
+    _p.record("_run", _train_probe, _p)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ## Step 5: the scoring rules
@@ -1175,50 +1291,48 @@ _e = Entry("a", 1, acc_public=0.95, acc_private=0.93, speed_acc_public=0.92, spe
 assert category_score(_e, "speed", _rules) == (1.5, "")
 assert category_score(_e, "size", _rules) == (0.95, "")
 assert category_score(_e, "size", _rules, final=True) == (0.93, ""), "final uses the private part"
-assert abs(category_score(_e, "efficiency", _rules)[0] - 0.95 / math.sqrt(0.02 * 4)) < 1e-12
+assert abs(category_score(_e, "efficiency", _rules)[0] - 0.95 / math.sqrt(0.02 * 4)) < 1e-12, (
+    "efficiency = accuracy / sqrt(p50 ms * KiB), with KiB = bytes / 1024"
+)
 assert category_score(_e, "innovation", _rules) == (2.0, "")
 _low = Entry("b", 2, acc_public=0.85, acc_private=0.95, model_bytes=100, latency_p50_ms=0.01,
              innovation_points=5)
 for _cat in ["size", "efficiency", "innovation"]:
     _score, _why = category_score(_low, _cat, _rules)
     assert _score is None and "0.850" in _why, f"{_cat}: below target must not count ({_why!r})"
+_edge = Entry("c", 3, acc_public=0.9, speed_acc_public=0.9, train_seconds=20.0, model_bytes=8192,
+              latency_p50_ms=1.0)
+assert category_score(_edge, "size", _rules) == (0.9, ""), "exactly the target and the limit count"
+assert category_score(_edge, "speed", _rules) == (20.0, ""), "exactly the budget counts"
+_speedy = Entry("d", 4, acc_public=0.5, speed_acc_public=0.95, train_seconds=2.5)
+assert category_score(_speedy, "speed", _rules) == (2.5, ""), (
+    "speed uses the accuracy of the model train() produced (speed_acc_*), not the submitted one"
+)
+_slow = Entry("e", 5, acc_public=0.99, speed_acc_public=0.99, train_seconds=25.0, model_bytes=9000)
+assert "budget" in category_score(_slow, "speed", _rules)[1], "over the budget must say so"
+assert "9000" in category_score(_slow, "size", _rules)[1], "over the size limit names the bytes"
+assert category_score(Entry("f", 6, acc_public=0.99), "innovation", _rules)[0] is None, (
+    "zero innovation points do not count"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_category_hidden():
-    rules = CompetitionRules(target_accuracy=0.9, size_limit_bytes=1000, train_budget_seconds=5)
-    big = Entry("c", 3, acc_public=0.99, acc_private=0.99, model_bytes=1001, latency_p50_ms=1.0,
-                speed_acc_public=0.99, speed_acc_private=0.99, train_seconds=5.5)
-    s, why = category_score(big, "size", rules)
-    assert s is None and "1001" in why, f"over the size limit: {why!r}"
-    s, why = category_score(big, "speed", rules)
-    assert s is None and "budget" in why, f"over the training budget: {why!r}"
-    ok_speed = Entry("d", 4, acc_public=0.5, speed_acc_public=0.95, speed_acc_private=0.85,
-                     train_seconds=2.5)
-    assert category_score(ok_speed, "speed", rules) == (2.5, ""), (
-        "speed uses the accuracy of the trained model, not of the submitted one"
-    )
-    assert category_score(ok_speed, "speed", rules, final=True)[0] is None
-    edge = Entry("e", 5, acc_public=0.9, model_bytes=1000, latency_p50_ms=4.0)
-    assert category_score(edge, "size", rules) == (0.9, ""), "exactly the target and limit count"
-    assert abs(category_score(edge, "efficiency", rules)[0] - 0.9 / math.sqrt(4.0 * 1000 / 1024)) < 1e-12
-    assert category_score(edge, "innovation", rules)[0] is None, "zero points do not count"
-    failed = Entry("f", 6, status="crash", error="boom", acc_public=0.99, model_bytes=10)
-    for cat in CATEGORIES:
-        s, why = category_score(failed, cat, rules)
-        assert s is None and "crash" in why
-    missing = Entry("g", 7)
-    for cat in CATEGORIES:
-        assert category_score(missing, cat, rules)[0] is None, f"{cat}: missing metrics"
-    try:
-        category_score(edge, "beauty", rules)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("unknown categories must raise ValueError")
+from tito.probe import probe as _probe
 
 
-_check_category_hidden()
+def _score_pair(entry, cat, rules, final):
+    score, reason = category_score(entry, cat, rules, final)
+    return [None if score is None else float(score), reason]
+
+
+with _probe("20_competition", "category_score_correct") as _p:
+    _r = CompetitionRules(**_p.inputs["rules"])
+    for _i, _d in enumerate(_p.inputs["entries"]):
+        for _cat in CATEGORIES:
+            for _final in (False, True):
+                _p.record(f"e{_i}_{_cat}_{int(_final)}", _score_pair, Entry(**_d), _cat, _r, _final)
+    _p.record("unknown", category_score, Entry("x"), "beauty", _r)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ### Ranking teams
@@ -1296,7 +1410,9 @@ def leaderboard(
 
 # %% nbgrader={"grade": true, "grade_id": "rank_category_correct", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Best counting submission per team, ties to the earlier one, unranked teams last."""
-_rules = CompetitionRules(target_accuracy=0.9, train_budget_seconds=20)
+with needs_exercises():  # rank_category ranks by category_score: exercise 7 comes first
+    category_score(Entry("x", acc_public=1.0), "size", CompetitionRules())
+_rules = CompetitionRules(target_accuracy=0.9, train_budget_seconds=20, size_limit_bytes=1000)
 
 
 def _speed(team, sid, secs, acc=0.95):
@@ -1307,44 +1423,44 @@ _entries = [_speed("a", 1, 3.0), _speed("b", 2, 2.0), _speed("a", 3, 1.0), _spee
             _speed("d", 5, 0.5, acc=0.5)]
 _st = rank_category(_entries, "speed", _rules)
 assert [(s.team, s.rank) for s in _st] == [("a", 1), ("c", 2), ("b", 3), ("d", None)], (
+    f"lowest seconds first, one row per team, a tie to the earlier submission: "
     f"got {[(s.team, s.rank) for s in _st]}"
 )
 assert _st[0].entry.submission_id == 3 and _st[0].score == 1.0, "a's best run is submission 3"
 assert "0.500" in _st[3].reason, "the unranked team says why"
+_size = rank_category([Entry("x", 1, acc_public=0.95, model_bytes=900),
+                       Entry("y", 2, acc_public=0.95, model_bytes=800),
+                       Entry("w", 3, status="crash", error="boom"),
+                       Entry("z", 4, acc_public=0.97, model_bytes=1200),
+                       Entry("z", 5, acc_public=0.93, model_bytes=500),
+                       Entry("u", 6, acc_public=0.5), Entry("u", 7, status="nan", error="NaN")],
+                      "size", _rules)
+assert [(s.team, s.rank) for s in _size] == [("y", 1), ("x", 2), ("z", 3), ("w", None),
+                                             ("u", None)], (
+    f"size: highest accuracy, ties to fewer bytes; unranked in order of their latest submission: "
+    f"got {[(s.team, s.rank) for s in _size]}"
+)
+assert _size[2].entry.submission_id == 5, "z's only counting submission is 5 (4 is over the limit)"
+assert "nan" in _size[4].reason, "an unranked team's reason comes from its latest submission"
 
 ### BEGIN HIDDEN TESTS
-def _check_rank_hidden():
-    rules = CompetitionRules(target_accuracy=0.9, size_limit_bytes=1000)
-    es = [
-        Entry("x", 1, acc_public=0.95, model_bytes=900),
-        Entry("y", 2, acc_public=0.95, model_bytes=800),
-        Entry("z", 3, acc_public=0.97, model_bytes=1200),
-        Entry("z", 4, acc_public=0.93, model_bytes=500),
-        Entry("w", 5, status="crash", error="boom"),
-        Entry("v", 6, acc_public=0.95, model_bytes=800),
-    ]
-    st = rank_category(es, "size", rules)
-    got = [(s.team, s.rank) for s in st]
-    assert got == [("y", 1), ("v", 2), ("x", 3), ("z", 4), ("w", None)], got
-    assert st[3].entry.submission_id == 4, "z's only counting entry is submission 4"
-    assert "crash" in st[4].reason
-    assert all(s.rank is None or s.score is not None for s in st)
-    # final ranking uses the private accuracy
-    es2 = [Entry("p", 1, acc_public=0.99, acc_private=0.91, model_bytes=10),
-           Entry("q", 2, acc_public=0.92, acc_private=0.96, model_bytes=10)]
-    assert [s.team for s in rank_category(es2, "size", rules)] == ["p", "q"]
-    assert [s.team for s in rank_category(es2, "size", rules, final=True)] == ["q", "p"]
-    # latest entry gives the reason; every team appears exactly once
-    es3 = [Entry("r", 1, acc_public=0.5), Entry("r", 7, status="nan", error="NaN")]
-    st3 = rank_category(es3, "efficiency", rules)
-    assert len(st3) == 1 and st3[0].rank is None and "nan" in st3[0].reason
-    board = leaderboard(es, rules)
-    assert set(board) == set(CATEGORIES)
-    assert rank_category([], "speed", rules) == []
+from tito.probe import probe as _probe
 
 
-_check_rank_hidden()
+def _standings(entries, cat, rules, final):
+    return [[s.team, s.rank, None if s.score is None else float(s.score),
+             int(s.entry.submission_id), s.reason] for s in rank_category(entries, cat, rules, final)]
+
+
+with _probe("20_competition", "rank_category_correct") as _p:
+    _r = CompetitionRules(**_p.inputs["rules"])
+    for _b, _board in enumerate(_p.inputs["boards"]):
+        for _cat in CATEGORIES:
+            for _final in (False, True):
+                _p.record(f"b{_b}_{_cat}_{int(_final)}", _standings,
+                          [Entry(**_d) for _d in _board], _cat, _r, _final)
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ## Step 6: the Pareto front
@@ -1381,30 +1497,20 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 """Non-dominated points only, cheapest first."""
 _pts = [(0.95, 10.0), (0.97, 20.0), (0.94, 15.0), (0.90, 5.0), (0.97, 25.0)]
 assert pareto_front(_pts) == [3, 0, 1], f"got {pareto_front(_pts)}"
+assert pareto_front([(0.5, 1.0), (0.5, 1.0)]) == [0, 1], "equal points do not dominate each other"
+assert pareto_front([(0.9, 2.0), (0.9, 1.0)]) == [1], "as accurate and cheaper dominates"
+assert pareto_front([(0.8, 1.0), (0.9, 1.0)]) == [1], "as cheap and more accurate dominates"
+assert pareto_front([]) == []
 
 ### BEGIN HIDDEN TESTS
-def _check_pareto_hidden():
-    rng = np.random.default_rng(6)
-    for _ in range(30):
-        n = int(rng.integers(1, 12))
-        pts = [(float(a), float(c)) for a, c in zip(rng.integers(0, 4, n) / 4, rng.integers(0, 4, n))]
-        front = pareto_front(pts)
-        for i, (a, c) in enumerate(pts):
-            dom = any(b >= a and d <= c and (b > a or d < c) for b, d in pts)
-            assert (i in front) == (not dom), f"point {i} of {pts}: front {front}"
-        assert front == sorted(front, key=lambda i: (pts[i][1], i))
-    assert pareto_front([(0.5, 1.0), (0.5, 1.0)]) == [0, 1], "equal points both stay"
-    assert pareto_front([]) == []
-    try:
-        pareto_front([(float("nan"), 1.0)])
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("NaN must raise ValueError")
+from tito.probe import probe as _probe
 
-
-_check_pareto_hidden()
+with _probe("20_competition", "pareto_front_correct") as _p:
+    for _i, _pts in enumerate(_p.inputs["sets"]):
+        _p.record(f"s{_i}", pareto_front, [tuple(_q) for _q in _pts])
+    _p.record("nan", pareto_front, [(float("nan"), 1.0)])
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ## Step 7: the report against the baseline
@@ -1465,34 +1571,33 @@ def plot_comparison(comparison: dict, ax=None, title: str = "against the baselin
 
 # %% nbgrader={"grade": true, "grade_id": "compare_to_baseline_correct", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Ratios are baseline / entry, accuracy change in points, None where a metric is missing."""
-_base = Entry("base", 1, acc_public=0.95, latency_p50_ms=0.04, model_bytes=20000, train_seconds=2.0)
-_q = Entry("q", 2, acc_public=0.94, latency_p50_ms=0.02, model_bytes=5000)
+_base = Entry("base", 1, acc_public=0.95, acc_private=0.9, latency_p50_ms=0.04, model_bytes=20000,
+              train_seconds=2.0)
+_q = Entry("q", 2, acc_public=0.94, acc_private=0.92, latency_p50_ms=0.02, model_bytes=5000)
 _c = compare_to_baseline(_q, _base)
 assert abs(_c["latency_speedup"] - 2.0) < 1e-12 and abs(_c["size_reduction"] - 4.0) < 1e-12, _c
 assert _c["train_speedup"] is None, "the entry has no training time"
-assert abs(_c["accuracy_delta_points"] - (-1.0)) < 1e-9, _c
+assert abs(_c["accuracy_delta_points"] - (-1.0)) < 1e-9, f"-1 percentage point, got {_c}"
+assert abs(compare_to_baseline(_q, _base, final=True)["accuracy_delta_points"] - 2.0) < 1e-9, (
+    "final=True compares the private accuracies"
+)
 
 ### BEGIN HIDDEN TESTS
-def _check_compare_hidden():
-    base = Entry("base", 1, acc_public=0.9, acc_private=0.8, latency_p50_ms=1.0,
-                 model_bytes=100, train_seconds=4.0)
-    e = Entry("e", 2, acc_public=0.95, acc_private=0.9, latency_p50_ms=4.0, model_bytes=400,
-              train_seconds=1.0)
-    c = compare_to_baseline(e, base, final=True)
-    assert abs(c["latency_speedup"] - 0.25) < 1e-12 and abs(c["size_reduction"] - 0.25) < 1e-12
-    assert abs(c["train_speedup"] - 4.0) < 1e-12
-    assert abs(c["accuracy_delta_points"] - 10.0) < 1e-9, "final compares private accuracies"
-    assert set(c) == {"latency_speedup", "size_reduction", "train_speedup", "accuracy_delta_points"}
-    try:
-        compare_to_baseline(Entry("x", 3, status="crash", error="boom"), base)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a failed entry cannot be compared")
+from tito.probe import probe as _probe
 
 
-_check_compare_hidden()
+def _compared(e, b, final):
+    return {k: None if v is None else float(v) for k, v in compare_to_baseline(e, b, final).items()}
+
+
+with _probe("20_competition", "compare_to_baseline_correct") as _p:
+    for _k, (_e, _b) in enumerate(_p.inputs["pairs"]):
+        for _final in (False, True):
+            _p.record(f"c{_k}_{int(_final)}", _compared, Entry(**_e), Entry(**_b), _final)
+    _p.record("failed", compare_to_baseline, Entry(**_p.inputs["failed"]),
+              Entry(**_p.inputs["pairs"][0][1]))
 ### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ## Step 8: the package
@@ -1603,45 +1708,323 @@ _good = {"team": "tiny-team", "category": "size", "tags": ["int8", "pruning"],
          "description": "int8 weights, 80% pruned"}
 assert check_metadata(_good) == [], check_metadata(_good)
 assert check_metadata({**_good, "entry": "MySubmission"}) == []
-for _bad in [
-    {**_good, "team": "no spaces allowed"},
-    {**_good, "category": "beauty"},
-    {**_good, "tags": []},
-    {k: v for k, v in _good.items() if k != "description"},
-]:
-    assert check_metadata(_bad), f"{_bad} should have a problem"
+for _label, _bad in {
+    "a space in the team": {**_good, "team": "no spaces allowed"},
+    "a newline after the team": {**_good, "team": "baseline\n"},
+    "an unknown category": {**_good, "category": "beauty"},
+    "no tags": {**_good, "tags": []},
+    "a repeated tag": {**_good, "tags": ["int8", "int8"]},
+    "a blank description": {**_good, "description": "   "},
+    "an unknown key": {**_good, "weights": "w.npz"},
+    "no description": {k: v for k, v in _good.items() if k != "description"},
+}.items():
+    assert check_metadata(_bad), f"{_label} should be a problem: {_bad}"
+assert len(check_metadata({})) == 4, "each missing key is one problem"
 
 ### BEGIN HIDDEN TESTS
-def _check_metadata_hidden():
-    good = {"team": "t", "category": "speed", "tags": ["a"], "description": "d"}
-    cases = {
-        "unknown key": {**good, "weights": "x"},
-        "team type": {**good, "team": 5},
-        "team too long": {**good, "team": "a" * 41},
-        "team leading dash": {**good, "team": "-a"},
-        "team trailing newline": {**good, "team": "baseline\n"},
-        "team trailing text": {**good, "team": "baseline!"},
-        "tags not a list": {**good, "tags": "int8"},
-        "too many tags": {**good, "tags": [f"t{i}" for i in range(11)]},
-        "tag upper": {**good, "tags": ["Int8"]},
-        "tag repeated": {**good, "tags": ["a", "a"]},
-        "tag trailing newline": {**good, "tags": ["int8\n"]},
-        "empty description": {**good, "description": "   "},
-        "long description": {**good, "description": "x" * 501},
-        "entry": {**good, "entry": "not a name"},
-        "missing team": {k: v for k, v in good.items() if k != "team"},
-    }
-    for label, meta in cases.items():
-        assert check_metadata(meta), f"{label}: {meta} should be rejected"
-    assert any("team" in p for p in check_metadata(cases["missing team"]))
-    assert check_metadata(["team"]) and check_metadata(None)
-    assert check_metadata({**good, "team": "A.b_c-9", "tags": ["x"] * 1}) == []
-    assert len(check_metadata({})) == 4, "each missing key is one problem"
-    assert check_metadata({**good, "team": "a" * 40}) == []
+from tito.probe import probe as _probe
 
-
-_check_metadata_hidden()
+with _probe("20_competition", "check_metadata_correct") as _p:
+    for _label, _meta in _p.inputs["cases"].items():
+        _p.record(_label, check_metadata, _meta)
 ### END HIDDEN TESTS
+
+
+# %% [markdown]
+# ## Step 9: your own entry
+#
+# Time to compete. The competition's **baseline** is the model the course ships with the library
+# (bytes, not a download): `load_pretrained("digits_mlp_256")` from `tinytorch.core.pretrained`,
+# a 64-256-256-10 MLP trained on the digits, stored as float32 (about 333 KiB). It is
+# `PretrainedBaseline` below: a `CompetitionSubmission` whose `start_from_pretrained(x, y)`
+# loads the shipped weights (and keeps the training data for your `optimize()`).
+#
+# Your job: **make an entry that beats the baseline in a category you choose**, with what
+# modules 15-19 built, and package it. Two categories are graded, because they can be verified
+# from outside your code:
+#
+# - **size**: accuracy >= 0.90 with weights of at most 8 KiB as stored (the baseline, at
+#   333 KiB, does not even qualify). Think structured pruning and fine-tuning
+#   (`tinytorch.compression`: `structured_prune`, `distill`), fewer bits per weight
+#   (`tinytorch.quantization`, float16 storage), sparse formats.
+# - **efficiency**: accuracy / sqrt(p50 ms x KiB) at least 5% above the baseline's, with
+#   accuracy >= 0.90. Size counts under the root as much as latency: a smaller model is usually
+#   both smaller and faster; module 19's `AutoTuner` can pick the matmul backend. Measure
+#   before you believe: a single query is mostly Python overhead, and module 17's int8 layers
+#   quantize each input and rescale each output in numpy, so on some machines int8 answers a
+#   query more slowly than float32 and loses in efficiency; the cell after your entry measures
+#   both on yours.
+#
+# (Speed is ranked in the arena but not graded here: a `train()` that quietly loads the shipped
+# weights would "train" in no time, and only an instructor reading the code can tell. Innovation
+# points are awarded by an instructor.)
+#
+# Write your entry as the **source of a `submission.py`** in the string `ENTRY_SOURCE`: one
+# subclass of `PretrainedBaseline` that sets `team`, `category` ("size" or "efficiency"),
+# `tags` and `description`, and overrides `optimize()` (runs after `start_from_pretrained`)
+# and, if you store weights differently, `state()` / `load_state()` (and `build_model()` if
+# the architecture changes: `load_state` rebuilds the model from it). A starting point:
+#
+# ```python
+# ENTRY_SOURCE = """
+# import numpy as np
+#
+#
+# class MyEntry(PretrainedBaseline):
+#     team = "my-team"
+#     category = "size"
+#     tags = ("pruning", "fp16")
+#     description = "What I did, in a sentence or two."
+#
+#     def optimize(self):
+#         x, y = self.data  # the training digits, for calibration or fine-tuning
+#         ...               # change self.model
+# """
+# ```
+#
+# The cells after it build the package exactly as the arena will read it: a fresh instance,
+# `start_from_pretrained`, your `optimize()`, `package_submission` (source, `weights/`,
+# `submission.yaml`), zipped. The package is then loaded again from its files alone, like the
+# arena's inference run does, and measured against the baseline. The notebook starts the file
+# with `from tinytorch.competition import CompetitionSubmission, PretrainedBaseline`
+# (`ENTRY_IMPORTS`); in this notebook that name means the code *you* wrote above (`load_entry`
+# below arranges it), so your entry runs on your own build. Import anything else you use.
+
+# %%
+#| export
+class PretrainedBaseline(CompetitionSubmission):
+    """The competition's baseline: the shipped 64-256-256-10 digits MLP, stored as float32."""
+
+    team = "baseline"
+    category = "efficiency"
+    tags = ("mlp", "pretrained", "float32")
+    description = "The shipped pretrained 64-256-256-10 MLP (tinytorch.core.pretrained), float32."
+    pretrained = "digits_mlp_256"  # load_pretrained(name): the weights shipped with the library
+    hidden = 256  # width of both hidden layers (build_model, so load_state rebuilds the model)
+
+    def build_model(self) -> Module:
+        h = self.hidden
+        return Sequential(
+            Linear(INPUT_DIM, h), ReLU(), Linear(h, h), ReLU(), Linear(h, NUM_CLASSES)
+        )
+
+    def start_from_pretrained(self, x: np.ndarray, y: np.ndarray):
+        """model = the shipped weights (no training); keep (x, y) for `optimize()`. Returns self."""
+        from tinytorch.core.pretrained import load_pretrained
+
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+        if x.ndim != 2 or y.shape != (len(x),):
+            raise ValueError(f"x must be (n, features) and y (n,), got {x.shape} and {y.shape}")
+        self.model = load_pretrained(self.pretrained)
+        self.data = (x, y)
+        return self
+
+
+# %%
+import builtins
+import types
+
+import yaml
+
+
+def load_entry(source: str, filename: str = SOURCE_FILE) -> type:
+    """The CompetitionSubmission subclass defined by `source` (a submission.py), run against
+    the definitions of THIS notebook: `from tinytorch.competition import X` inside it gets your X."""
+    mine = types.ModuleType("tinytorch.competition")
+    mine.__dict__.update({k: v for k, v in globals().items() if k in __all__ or k.isupper()})
+    real_import = builtins.__import__
+
+    def entry_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "tinytorch.competition" and level == 0 and fromlist:
+            return mine
+        return real_import(name, globals, locals, fromlist, level)
+
+    namespace = {"__name__": "submission", "__file__": filename,
+                 "__builtins__": {**vars(builtins), "__import__": entry_import}}
+    exec(compile(source, filename, "exec"), namespace)
+    found = [v for v in namespace.values() if isinstance(v, type) and v.__module__ == "submission"
+             and issubclass(v, CompetitionSubmission)]
+    if len(found) != 1:
+        raise ValueError(f"{filename} must define exactly one CompetitionSubmission subclass, "
+                         f"found {[c.__name__ for c in found]}")
+    return found[0]
+
+
+# the first lines of your submission.py (the arena imports the file on its own)
+ENTRY_IMPORTS = (
+    '"""A competition entry written in competition.ipynb (ENTRY_SOURCE)."""\n\n'
+    "from tinytorch.competition import CompetitionSubmission, PretrainedBaseline  # noqa: F401\n"
+)
+
+
+def entry_from_package(folder) -> CompetitionSubmission:
+    """A fresh instance of a package's entry, holding only what its files hold."""
+    folder = Path(folder)
+    cls = load_entry((folder / SOURCE_FILE).read_text(encoding="utf-8"), str(folder / SOURCE_FILE))
+    fresh = cls()
+    fresh.load(folder / WEIGHTS_DIR)
+    return fresh
+
+
+# %% nbgrader={"grade": false, "grade_id": "my_entry", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+ENTRY_SOURCE = """
+# Size: the shipped baseline with 232 of 256 units per hidden layer pruned, fine-tuned, fp16.
+import numpy as np
+
+from tinytorch.compression import structured_prune
+from tinytorch.core.data import DataLoader, TensorDataset
+from tinytorch.core.losses import cross_entropy
+from tinytorch.core.tensor import Tensor  # the autograd array of the core library
+
+
+class PrunedFp16(PretrainedBaseline):
+    team = "pruned-fp16"
+    category = "size"
+    tags = ("structured-pruning", "fine-tuning", "fp16")
+    description = (
+        "The pretrained 64-256-256-10 MLP, L1 structured pruning to 24 units per hidden layer "
+        "(module 18), 6 epochs of fine-tuning, weights stored as float16."
+    )
+    hidden = 24  # units kept per hidden layer; build_model and load_state use it
+    fine_tune_epochs = 6
+
+    def optimize(self):
+        self.model = structured_prune(self.model, 1 - self.hidden / 256)  # (64, 24, 24, 10)
+        images, labels = self.data
+        optimizer = self.build_optimizer(self.model)
+        self.model.train()
+        for epoch in range(self.fine_tune_epochs):
+            batches = DataLoader(TensorDataset(images, labels), batch_size=64, shuffle=True,
+                                 seed=epoch)
+            for xb, yb in batches:
+                step_loss = cross_entropy(self.model(Tensor(xb)), yb)
+                optimizer.zero_grad()
+                step_loss.backward()
+                optimizer.step()
+        self.model.eval()
+
+    def state(self):
+        return {name: value.astype(np.float16) for name, value in super().state().items()}
+
+    def load_state(self, arrays):
+        super().load_state({name: np.asarray(v, np.float32) for name, v in arrays.items()})
+"""
+### END SOLUTION
+
+# %%
+with needs_exercises():
+    if "ENTRY_SOURCE" not in globals():
+        raise RuntimeError("complete exercise 12, `my_entry` (ENTRY_SOURCE), first")
+    ENTRY_DIR = Path(tempfile.mkdtemp(prefix="my-entry-"))
+    (ENTRY_DIR / "src").mkdir()
+    (ENTRY_DIR / "src" / SOURCE_FILE).write_text(ENTRY_IMPORTS + ENTRY_SOURCE, encoding="utf-8")
+    _t0 = time.perf_counter()
+    entry = load_entry(ENTRY_IMPORTS + ENTRY_SOURCE)().start_from_pretrained(X_TRAIN, Y_TRAIN)
+    entry.optimize()
+    ENTRY_PACKAGE = package_submission(entry, ENTRY_DIR / "src" / SOURCE_FILE, ENTRY_DIR / "package")
+    ENTRY_ZIP = Path(shutil.make_archive(str(ENTRY_DIR / "entry"), "zip", ENTRY_PACKAGE))
+    print(f"{type(entry).__name__}: optimized and packaged in {time.perf_counter() - _t0:.2f} s")
+    for _f in sorted(ENTRY_PACKAGE.rglob("*")):
+        if _f.is_file():
+            print(f"  {_f.relative_to(ENTRY_PACKAGE)}: {_f.stat().st_size} bytes")
+
+# %% nbgrader={"grade": true, "grade_id": "entry_package", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Your entry is a valid package: its metadata, its source, its weights; a graded category."""
+require("ENTRY_PACKAGE", step="run the cell that builds your package (after exercise 12, `my_entry`)")
+_meta = yaml.safe_load((ENTRY_PACKAGE / METADATA_FILE).read_text(encoding="utf-8"))
+assert check_metadata(_meta) == [], f"{METADATA_FILE}: {check_metadata(_meta)}"
+assert _meta["category"] in ("size", "efficiency"), (
+    f"choose category 'size' or 'efficiency' for the graded entry, not {_meta['category']!r}"
+)
+assert _meta["team"] != "baseline", "give your entry a team name of its own"
+assert sorted(p.name for p in ENTRY_PACKAGE.iterdir()) == sorted(
+    [METADATA_FILE, SOURCE_FILE, WEIGHTS_DIR]
+), f"a package holds {SOURCE_FILE}, {METADATA_FILE} and {WEIGHTS_DIR}/ only"
+_fresh = entry_from_package(ENTRY_PACKAGE)
+check_scores(_fresh.predict(X_TEST[:1]), 1)  # it loads from its own files and answers
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("20_competition", "entry_package") as _p:
+    _p.record("package", lambda: np.frombuffer(ENTRY_ZIP.read_bytes(), dtype=np.uint8))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Where does it stand? The cell below loads a fresh copy of your entry from its package and
+# the baseline from the shipped weights, measures both the way the arena does (accuracy on the
+# test digits, stored bytes, MLPerf single-stream p50), and scores them with *your*
+# `category_score` and `compare_to_baseline`.
+
+# %%
+require("ENTRY_PACKAGE", "_meta", step="run the cell that builds your package (after exercise 12, `my_entry`) and the `entry_package` check")
+with needs_exercises():
+    _baseline = PretrainedBaseline().start_from_pretrained(X_TRAIN, Y_TRAIN)
+    _mine = entry_from_package(ENTRY_PACKAGE)
+    LOCAL = {}
+    for _name, _sub in (("baseline", _baseline), (_meta["team"], _mine)):
+        _lat = single_stream(_sub.predict, X_TEST, warmup=20, repeats=3)
+        _acc = float((_lat.outputs.argmax(axis=1) == Y_TEST).mean())
+        LOCAL[_name] = Entry(_name, len(LOCAL) + 1, acc_public=_acc, acc_private=_acc,
+                             latency_p50_ms=_lat.p50_ms, latency_p90_ms=_lat.p90_ms,
+                             model_bytes=stored_bytes(_sub.state()), category=_sub.category)
+    _rules = CompetitionRules()
+    print(f"{'':>14} {'accuracy':>9} {'p50 ms':>8} {'KiB':>8} {'size score':>22} {'efficiency':>12}")
+    for _name, _e in LOCAL.items():
+        _size = category_score(_e, "size", _rules)
+        _eff = category_score(_e, "efficiency", _rules)
+        print(f"{_name:>14} {_e.acc_public:9.3f} {_e.latency_p50_ms:8.4f} {_e.model_bytes / 1024:8.1f} "
+              f"{_size[0] if _size[0] is not None else _size[1]:>22} "
+              f"{_eff[0] if _eff[0] is not None else float('nan'):12.4f}")
+    print("against the baseline:", {k: (None if v is None else round(v, 2)) for k, v in
+                                    compare_to_baseline(LOCAL[_meta["team"]], LOCAL["baseline"]).items()})
+
+# %% nbgrader={"grade": true, "grade_id": "entry_beats_baseline", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Your packaged entry beats the baseline in its category (measured in the cell above)."""
+require("LOCAL", step="run the cell above, which measures your entry and the baseline,")
+_me, _base = LOCAL[_meta["team"]], LOCAL["baseline"]
+assert _me.acc_public >= _rules.target_accuracy, (
+    f"your entry reaches accuracy {_me.acc_public:.3f}, below the target {_rules.target_accuracy}"
+)
+if _meta["category"] == "size":
+    assert _me.model_bytes <= _rules.size_limit_bytes, (
+        f"size: {_me.model_bytes} bytes of weights, over the {_rules.size_limit_bytes}-byte limit"
+    )
+else:
+    _gain = category_score(_me, "efficiency", _rules)[0] / category_score(_base, "efficiency", _rules)[0]
+    assert _gain >= 1.05, f"efficiency: {_gain:.2f}x the baseline's; beat it by at least 5%"
+
+### BEGIN HIDDEN TESTS
+from tito.probe import probe as _probe
+
+with _probe("20_competition", "entry_beats_baseline") as _p:
+    _fresh = entry_from_package(ENTRY_PACKAGE)
+    _x = _p.inputs["x"]
+    _answers = []
+    for _pass in range(5):  # every query alone, five times: the judge times the cell
+        _answers = [_fresh.predict(_x[_i : _i + 1]) for _i in range(len(_x))]
+    _p.record("scores", lambda: np.concatenate([np.asarray(_a) for _a in _answers], axis=0))
+    _p.record("package", lambda: np.frombuffer(ENTRY_ZIP.read_bytes(), dtype=np.uint8))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### What the grade can and cannot verify
+#
+# The two cells above are judged outside your notebook's process, from plain data: the bytes of
+# your package's zip (read, never run: its files, `submission.yaml`, that `submission.py`
+# compiles, the `.npz` weights without pickles, their size) and your packaged entry's answers to
+# digits the judge drew for this grading (shuffled, with noise below half a pixel step), scored
+# against labels that never enter your process. For efficiency, the judge charges the whole
+# grade cell's wall time, measured from outside, to your 5 x 360 single queries: an upper bound
+# on your latency (so there your entry need only beat the baseline's efficiency; your notebook's
+# in-process check asks for 5% more); the baseline's latency is measured by the judge itself.
+#
+# What remains possible, and would take an instructor reading the code to catch: the test
+# digits ship with the library, so an "entry" could memorise them (a nearest-neighbour lookup
+# survives the noise); `predict` could behave differently outside the arena; and the arena's
+# training run (speed) cannot tell training from loading weights shipped with the library.
+# The arena's leaderboard is kept by instructors, who read the packages that win.
 
 # %% [markdown]
 # ## The arena: running untrusted packages
@@ -1664,83 +2047,89 @@ _check_metadata_hidden()
 # `single_stream` latency and accuracy; the **training run** gets a fresh instance *without*
 # the weights and times `train(x, y, budget)` for the speed category. On the course server the
 # results go into a leaderboard (course staff code, `tito competition evaluate`); here you use
-# the same evaluation **locally** (`tinytorch.arena.Evaluator`, which stores nothing) on two
-# entries written below: the baseline and one that overflows to NaN. Your own entry works the
-# same way: a folder with a `submission.py` holding one `CompetitionSubmission` subclass, then
-# `build_package(folder, out)` and `Evaluator().evaluate(out)`. Your own code on your own
-# machine may run without the OS boundary (the cell says which one it used); the course's
-# arena never does.
+# the same evaluation **locally** (`tinytorch.arena.Evaluator`, which stores nothing) on three
+# packages: the baseline, **your entry**, and one that overflows to NaN, then rank them with your
+# `leaderboard`. The arena's runner imports `tinytorch.competition` from the installed library,
+# in a process of its own: on a student build, export this notebook first (`python -m
+# tinytorch.student export competition.ipynb`) so that it runs your code. Your own code on your
+# own machine may run without the OS boundary (the cell says which one it used); the course's
+# arena never does. (These cells are demos: grading skips them.)
 
-# %%
-from tinytorch.arena import ArenaLimits, Evaluator, build_package
-from tinytorch.arena import boundary as _boundary
+# %% tags=["demo"]
+import importlib
+import textwrap
 
-_SOURCES = {
-    "baseline": '''
-from tinytorch.competition import CompetitionSubmission
+require("ENTRY_PACKAGE", "_meta", step="run the cell that builds your package (after exercise 12, `my_entry`) and the `entry_package` check")
+with needs_exercises():
+    from tinytorch.arena import ArenaLimits, Evaluator
+    from tinytorch.arena import boundary as _boundary
+
+    _installed = importlib.import_module("tinytorch.competition")
+    if not hasattr(_installed, "PretrainedBaseline"):
+        raise RuntimeError(
+            "the arena runs each package in its own process with the installed tinytorch, whose "
+            "tinytorch.competition does not have PretrainedBaseline yet: export this notebook first "
+            "(`python -m tinytorch.student export competition.ipynb`), restart, and run again"
+        )
+    _BROKEN_NAN = textwrap.dedent("""
+    import numpy as np
+
+    from tinytorch.competition import PretrainedBaseline
 
 
-class Baseline(CompetitionSubmission):
-    team = "baseline"
-    category = "efficiency"
-    tags = ("mlp", "float32")
-    description = "The reference entry: a 64-hidden-unit MLP, Adam, 20 epochs, float32 weights."
-    stop_accuracy, max_epochs = None, 20  # all 20 epochs: the reference, not a speedrun
-''',
-    "broken_nan": '''
-import numpy as np
+    class Overflows(PretrainedBaseline):
+        team = "broken_nan"
+        tags = ("broken", "nan")
+        description = "Softmax without subtracting the max, at temperature 1e-3."
 
-from tinytorch.competition import CompetitionSubmission
-
-
-class Overflows(CompetitionSubmission):
-    team = "broken_nan"
-    tags = ("broken", "nan")
-    description = "Softmax without subtracting the max, at temperature 1e-3."
-    max_epochs, hidden = 1, 16  # one epoch of a small MLP: it fails at inference anyway
-
-    def predict(self, x):
-        with np.errstate(over="ignore", invalid="ignore"):
-            e = np.exp(super().predict(x).astype(np.float32) * 1000.0)
-            return e / e.sum(axis=1, keepdims=True)
-''',
-}
-_work = Path(tempfile.mkdtemp(prefix="competition-"))
-_why_not = _boundary.probe()  # None when an OS boundary can be started on this machine
-print("OS boundary:", "bubblewrap namespaces" if _why_not is None else f"none here ({_why_not})")
-_evaluator = Evaluator(CompetitionRules(), ArenaLimits(wall_seconds=20), sandboxed=_why_not is None)
-_local_entries = []
-for _team, _code in _SOURCES.items():
-    (_work / "src" / _team).mkdir(parents=True)
-    (_work / "src" / _team / "submission.py").write_text(_code, encoding="utf-8")
-    _pkg = build_package(_work / "src" / _team, _work / "packages" / _team, check=False)
-    _e = _evaluator.evaluate(_pkg)
-    _local_entries.append(_e)
-    if _e.status == "ok":
-        print(f"{_team:>12}: ok, public accuracy {_e.acc_public:.3f}, p50 {_e.latency_p50_ms:.4f}"
-              f" ms, {_e.model_bytes} bytes, train {_e.train_seconds:.2f} s")
-    else:
-        print(f"{_team:>12}: {_e.status}: {_e.error}")
+        def predict(self, x):
+            with np.errstate(over="ignore", invalid="ignore"):
+                e = np.exp(super().predict(x).astype(np.float32) * 1000.0)
+                return e / e.sum(axis=1, keepdims=True)
+    """)
+    _packages = {_meta["team"]: ENTRY_PACKAGE}
+    for _team, _code in (("baseline", "from tinytorch.competition import PretrainedBaseline\n\n\n"
+                                      "class Baseline(PretrainedBaseline):\n    pass\n"),
+                         ("broken_nan", _BROKEN_NAN)):
+        (ENTRY_DIR / _team).mkdir()
+        (ENTRY_DIR / _team / SOURCE_FILE).write_text(_code, encoding="utf-8")
+        _sub = load_entry(_code)().start_from_pretrained(X_TRAIN, Y_TRAIN)
+        _packages[_team] = package_submission(_sub, ENTRY_DIR / _team / SOURCE_FILE,
+                                              ENTRY_DIR / _team / "package")
+    _why_not = _boundary.probe()  # None when an OS boundary can be started on this machine
+    print("OS boundary:", "bubblewrap namespaces" if _why_not is None else f"none here ({_why_not})")
+    _evaluator = Evaluator(CompetitionRules(), ArenaLimits(wall_seconds=20, repeats=3),
+                           sandboxed=_why_not is None)
+    _arena_entries = []
+    for _sid, (_team, _pkg) in enumerate(_packages.items(), start=1):
+        _e = _evaluator.evaluate(_pkg)
+        _e.submission_id = _sid
+        _arena_entries.append(_e)
+        if _e.status == "ok":
+            print(f"{_team:>14}: ok, public accuracy {_e.acc_public:.3f}, p50 {_e.latency_p50_ms:.4f}"
+                  f" ms, {_e.model_bytes} bytes, train() from scratch {_e.train_seconds:.2f} s")
+        else:
+            print(f"{_team:>14}: {_e.status}: {_e.error}")
+    for _cat, _standings in leaderboard(_arena_entries, CompetitionRules()).items():
+        print(f"{_cat:>10}: " + ", ".join(
+            f"{s.rank}. {s.team}" if s.rank else f"{s.team} (unranked: {s.reason})" for s in _standings
+        ))
 
 # %% [markdown]
-# The report the arena writes for each submission compares it with the baseline team's best
-# run. Here is the comparison plot for a hand-made "quantized" entry (the baseline's own numbers
-# with the int8 size from Step 2), to show what the report contains:
+# The report the arena writes for each submission compares it with the baseline's run. Here
+# is yours:
 
-# %%
-if "_sizes" not in globals():
-    raise RuntimeError("complete exercise 4, `stored_bytes`, and run the Step 2 size cell first: "
-                       "this cell uses its int8 size")
-_base_entry = [e for e in _local_entries if e.team == "baseline"][0]
-_fake_int8 = Entry("example-int8", 99, acc_public=_base_entry.acc_public,
-                   latency_p50_ms=_base_entry.latency_p50_ms, model_bytes=_sizes["int8 + scales"],
-                   train_seconds=_base_entry.train_seconds)
-_cmp = compare_to_baseline(_fake_int8, _base_entry)
-print({k: (None if v is None else round(v, 3)) for k, v in _cmp.items()})
-plot_comparison(_cmp, title="int8 weights vs the baseline")
-plt.tight_layout()
-plt.show()
-shutil.rmtree(_work, ignore_errors=True)  # the arena, its database and the packages
+# %% tags=["demo"]
+require("_arena_entries", step="run the arena cell above")
+with needs_exercises():
+    _by_team = {e.team: e for e in _arena_entries}
+    if _by_team[_meta["team"]].status == "ok" and _by_team["baseline"].status == "ok":
+        _cmp = compare_to_baseline(_by_team[_meta["team"]], _by_team["baseline"])
+        print({k: (None if v is None else round(v, 3)) for k, v in _cmp.items()})
+        plot_comparison(_cmp, title=f"{_meta['team']} vs the baseline (arena)")
+        plt.tight_layout()
+        plt.show()
+    shutil.rmtree(ENTRY_DIR, ignore_errors=True)  # the packages and their sources
 
 # %% [markdown]
 # ## Reflection questions
