@@ -7,7 +7,8 @@ Measures, in one run:
   same space; the objective each reaches (gap to the exhaustive optimum, same measurements via a
   shared cache); whether the tuner's model meets every constraint when measured again from
   scratch (no cache, no latency margin); and the Pareto plot (bench/results/autotuning_pareto.png)
-- successive halving (+ median rule) vs random search vs TPE at an equal epoch budget, 5 seeds,
+- successive halving (+ median rule) vs random search (with and without the median rule) vs TPE
+  at an equal epoch budget, 5 seeds,
   scored by the test accuracy of each method's chosen configuration retrained from 2 seeds
 - adaptive training (lr on plateau + early stopping) vs a constant-lr schedule, mean of 3 seeds
 - uncertainty sampling vs random labelling at the same label budget, mean of 3 seeds
@@ -33,20 +34,18 @@ from tinytorch.autotuning import (
     OBJECTIVES,
     AutoTuner,
     Constraints,
-    ResultCache,
     SearchSpace,
     TuningResult,
-    active_learning,
-    adaptive_training,
-    config_quality,
-    fixed_training,
-    hyperparameter_search,
     measure,
     objective_value,
 )
 from tinytorch.core import zoo
 from tinytorch.core.nn import manual_seed
 from tinytorch.core.optim import AdamW
+from tinytorch.tuning.active import active_learning
+from tinytorch.tuning.adaptive import adaptive_training, fixed_training
+from tinytorch.tuning.cache import ResultCache
+from tinytorch.tuning.search import config_quality, hyperparameter_search
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 1024
@@ -222,9 +221,10 @@ def hp_search(args, results: dict, targets: list) -> None:
     max_epochs = H.pick(args, 3, 9)
     methods = {"halving": dict(method="halving", max_epochs=max_epochs),
                "random": dict(method="random", max_epochs=max_epochs),
+               "random+median": dict(method="random", max_epochs=max_epochs, median_rule=True),
                "tpe": dict(method="tpe", max_epochs=max_epochs)}
     quality = {k: [] for k in methods}
-    stops = saved = 0
+    stops = saved = random_stops = random_saved = 0
     t = time.perf_counter()
     for s in seeds:
         for k, kw in methods.items():
@@ -233,6 +233,9 @@ def hp_search(args, results: dict, targets: list) -> None:
             if k == "halving":
                 stops += r.median_stops
                 saved += r.epochs_saved
+            elif k == "random+median":
+                random_stops += r.median_stops
+                random_saved += r.epochs_saved
     wins = sum(h >= r for h, r in zip(quality["halving"], quality["random"]))
     tpe_wins = sum(h >= r for h, r in zip(quality["tpe"], quality["random"]))
     H.print_table(["method"] + [f"seed {s}" for s in seeds] + ["mean"],
@@ -240,10 +243,13 @@ def hp_search(args, results: dict, targets: list) -> None:
                   title=f"hyperparameter search, {budget} epochs each, test accuracy of the "
                         f"chosen config ({time.perf_counter() - t:.1f}s)")
     print(f"halving >= random in {wins}/{len(quality['random'])} seeds; TPE >= random in "
-          f"{tpe_wins}; median rule stopped {stops} trials, saving {saved} epochs")
+          f"{tpe_wins}; median rule stopped {stops} trials, saving {saved} epochs (in random "
+          f"search: {random_stops} trials, {random_saved} epochs, spent on more trials)")
     results["hyperparameter_search"] = {"quality": quality, "halving_wins": wins,
                                         "tpe_wins": tpe_wins, "median_stops": stops,
-                                        "epochs_saved": saved, "budget": budget}
+                                        "epochs_saved": saved, "budget": budget,
+                                        "random_median_stops": random_stops,
+                                        "random_epochs_saved": random_saved}
     targets += [
         H.Target("halving >= random search (seeds won)", float(wins),
                  float(math.ceil(0.8 * len(quality["random"]))),

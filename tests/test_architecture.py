@@ -7,8 +7,12 @@ rule is checked on the edges between our own files:
     tinytorch.datasets      imports nothing of tinytorch
     tinytorch.core          (and tinytorch/__init__.py) imports only core and datasets
     generated module N      (tinytorch/<name>.py from modules/NN_name/, N = 15..20) imports only
-                            core, datasets and the generated modules before it
-    tinytorch.infra         hand-written infrastructure: core, datasets, generated modules, infra
+                            core, datasets and the generated modules before it (19 and 20 also
+                            tinytorch.tuning)
+    tinytorch.tuning        module 19's hand-written library: core, datasets, tuning and the
+                            generated modules before 19 (it sits between module 18 and 19)
+    tinytorch.infra         hand-written infrastructure: core, datasets, generated modules, tuning,
+                            infra
                             (it sits above the modules: parallel_search builds on module 19;
                             no generated module imports infra, module 19 takes any `.map`)
     tinytorch.arena         student-side evaluation: anything in tinytorch
@@ -29,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tinytorch", "tito")
+TUNING_BELOW = 19  # tinytorch.tuning sits below generated module 19 and above module 18
 
 # Known violations being fixed on another branch, as (src, dst) file pairs; each must still
 # exist (else: remove it). Empty: keep it so, the layers hold without exceptions.
@@ -134,7 +139,7 @@ def all_edges() -> list[Edge]:
 def layer(rel: str, generated: dict[str, int]) -> str:
     if rel in generated:
         return "generated"
-    for folder in ("datasets", "core", "infra", "arena", "student"):
+    for folder in ("datasets", "core", "tuning", "infra", "arena", "student"):
         if rel.startswith(f"tinytorch/{folder}/"):
             return folder
     if rel == "tinytorch/__init__.py":
@@ -164,10 +169,19 @@ def violation(edge: Edge, generated: dict[str, int]) -> str | None:
                 f"generated module {generated[edge.src]} imports only earlier modules, "
                 f"not module {generated[edge.dst]}"
             )
-        if dst not in ("core", "datasets", "generated"):
+        if dst == "tuning" and generated[edge.src] < TUNING_BELOW:
+            return (f"generated module {generated[edge.src]} is below tinytorch.tuning "
+                    f"(only modules {TUNING_BELOW} and later build on it)")
+        if dst not in ("core", "datasets", "generated", "tuning"):
             return "a generated module imports only core, datasets and earlier modules"
-    if src == "infra" and dst not in ("core", "datasets", "generated", "infra"):
-        return "tinytorch.infra imports only core, datasets, generated modules and infra"
+    if src == "tuning":
+        if dst == "generated" and generated[edge.dst] >= TUNING_BELOW:
+            return (f"tinytorch.tuning sits below module {TUNING_BELOW}: it imports only the "
+                    f"generated modules before it, not module {generated[edge.dst]}")
+        if dst not in ("core", "datasets", "generated", "tuning"):
+            return "tinytorch.tuning imports only core, datasets, tuning and modules 15-18"
+    if src == "infra" and dst not in ("core", "datasets", "generated", "tuning", "infra"):
+        return "tinytorch.infra imports only core, datasets, generated modules, tuning and infra"
     return None
 
 
@@ -237,7 +251,8 @@ def test_every_tinytorch_file_has_a_layer():
     assert len(generated) == 6 and sorted(generated.values()) == list(range(15, 21))
     unplaced = [f for f in source_files() if layer(f, generated) == "unplaced"]
     assert not unplaced, (
-        "files outside every layer (hand-written code goes in tinytorch/core, infra or arena; "
+        "files outside every layer (hand-written code goes in tinytorch/core, tuning, infra or "
+        "arena; "
         f"tinytorch/<name>.py is only for files generated from modules/): {unplaced}"
     )
 
@@ -270,6 +285,15 @@ def test_the_checker_catches_an_upward_edge_and_a_cycle():
     assert "core imports only core" in violation(up, generated)
     late = Edge("tinytorch/memory.py", 1, "tinytorch.autotuning", "tinytorch/autotuning.py")
     assert "imports only earlier modules" in violation(late, generated)
+    up_tuning = Edge("tinytorch/tuning/search.py", 1, "tinytorch.autotuning",
+                     "tinytorch/autotuning.py")
+    assert "sits below module 19" in violation(up_tuning, generated)
+    to_infra = Edge("tinytorch/tuning/executor.py", 1, "tinytorch.infra", "tinytorch/infra/x.py")
+    assert "tinytorch.tuning imports only" in violation(to_infra, generated)
+    early = Edge("tinytorch/memory.py", 1, "tinytorch.tuning", "tinytorch/tuning/__init__.py")
+    assert "below tinytorch.tuning" in violation(early, generated)
+    ok = Edge("tinytorch/autotuning.py", 1, "tinytorch.tuning.search", "tinytorch/tuning/search.py")
+    assert violation(ok, generated) is None
     tito = Edge("tinytorch/arena/harness.py", 1, "tito.arena", "tito/arena/__init__.py")
     assert "never imports tito" in violation(tito, generated)
     a, b, c = "tito/a.py", "tito/b.py", "tito/c.py"

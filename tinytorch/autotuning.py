@@ -3,123 +3,105 @@
 
 # %% cell 4: export
 import copy
-import hashlib
-import importlib.util
-import json
 import math
-import os
-import platform
-import shutil
 import statistics
 import time
-import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-import numpy as np
 from tqdm import tqdm
 
-import tinytorch.acceleration  # noqa: F401  (registers module 15's "optimized" backend)
-from tinytorch.compression import distillation_loss, structured_prune
-from tinytorch.core.backends import available_backends, use_backend
-from tinytorch.core.data import DataLoader, TensorDataset
-from tinytorch.core.losses import cross_entropy
-from tinytorch.core.nn import Conv2d, Linear, Module, Sequential, manual_seed
-from tinytorch.core.optim import AdamW
+from tinytorch.core.backends import available_backends
+from tinytorch.core.nn import Conv2d, Linear, Module, Sequential
 from tinytorch.core.tensor import Tensor, no_grad
 from tinytorch.core.threads import blas_threads
-from tinytorch.quantization import QConfig, Quantizer, pack_int4
+from tinytorch.quantization import pack_int4
+from tinytorch.tuning import mixed_precision as _mixed_precision
+from tinytorch.tuning.active import ActiveLearningResult, active_learning, uncertainty
+from tinytorch.tuning.adaptive import (
+    EarlyStopping,
+    ReduceLROnPlateau,
+    TrainingReport,
+    adaptive_training,
+    curriculum_subset,
+    fixed_training,
+)
+from tinytorch.tuning.cache import ResultCache, data_fingerprint, default_cache_path, fingerprint
+from tinytorch.tuning.executor import InProcessExecutor, evaluate_many
+from tinytorch.tuning.hardware import (
+    SIMD_FLAGS,
+    HardwareProfile,
+    blas_info,
+    cpu_flags,
+    gpu_present,
+    memory_bytes,
+)
+from tinytorch.tuning.harness import (
+    Metrics,
+    accuracy_on,
+    calls_per_sample,
+    iqr,
+    median_seconds,
+    peak_memory,
+    per_example_loss,
+    predict,
+)
+from tinytorch.tuning.mixed_precision import (
+    AccuracyAwareResult,
+    layer_sensitivity,
+    quantizable_layers,
+)
+from tinytorch.tuning.report import TuningRecord, fmt_value
+from tinytorch.tuning.search import (
+    MedianStoppingRule,
+    SearchResult,
+    Trial,
+    config_quality,
+    grid,
+    halving_plan,
+    hyperparameter_search,
+    random_search,
+    successive_halving,
+    tpe_scores,
+    tpe_search,
+)
+from tinytorch.tuning.steps import (
+    STAGES,
+    STEPS,
+    BackendModel,
+    Step,
+    StepContext,
+    StepSpec,
+    backend_step,
+    finetune_step,
+    prune_step,
+    quantize_step,
+    register_step,
+)
 
 __all__ = [
-    # measuring
-    "model_bytes",
-    "peak_memory",
-    "median_seconds",
-    "interleaved_seconds",
-    "Metrics",
-    "predict",
-    "accuracy_on",
-    "measure",
-    # budgets and hardware
-    "Violation",
-    "Constraints",
-    "SIMD_FLAGS",
-    "cpu_flags",
-    "memory_bytes",
-    "blas_info",
-    "gpu_present",
-    "HardwareProfile",
-    # one interface for every technique
-    "StepContext",
-    "StepSpec",
-    "STEPS",
-    "STAGES",
-    "register_step",
-    "BackendModel",
-    "prune_step",
-    "finetune_step",
-    "quantize_step",
-    "backend_step",
-    "Step",
-    "Pipeline",
-    # the search space and the targets
-    "Config",
-    "SearchSpace",
-    "TargetProfile",
-    "TARGETS",
-    "preferred_backend",
-    "optimization_pipeline",
-    # trade-offs
-    "dominates",
-    "pareto_front",
-    # caching and the executor seam
-    "fingerprint",
-    "data_fingerprint",
-    "default_cache_path",
-    "ResultCache",
-    "Evaluator",
-    "InProcessExecutor",
-    "evaluate_many",
-    # the tuner
-    "OBJECTIVES",
-    "objective_value",
-    "Candidate",
-    "TuningResult",
-    "monotone_infeasible",
-    "AutoTuner",
-    # accuracy-aware quantization
-    "quantizable_layers",
-    "layer_sensitivity",
-    "AccuracyAwareResult",
+    # module 19's own (exercises 1-6 and the tuner around them)
+    "model_bytes", "interleaved_seconds", "measure", "Violation", "Constraints", "Pipeline",
+    "Config", "SearchSpace", "TargetProfile", "TARGETS", "preferred_backend",
+    "optimization_pipeline", "dominates", "pareto_front", "Evaluator", "OBJECTIVES",
+    "objective_value", "Candidate", "TuningResult", "monotone_infeasible", "AutoTuner",
     "accuracy_aware_quantize",
-    # hyperparameter search
-    "grid",
-    "Trial",
-    "MedianStoppingRule",
-    "SearchResult",
-    "halving_plan",
-    "successive_halving",
-    "random_search",
-    "tpe_scores",
-    "tpe_search",
-    "hyperparameter_search",
-    "config_quality",
-    # adaptive training and active learning
-    "EarlyStopping",
-    "ReduceLROnPlateau",
-    "per_example_loss",
-    "curriculum_subset",
-    "TrainingReport",
-    "fixed_training",
-    "adaptive_training",
-    "uncertainty",
-    "ActiveLearningResult",
-    "active_learning",
+    # tinytorch.tuning (library), re-exported: harness, hardware, steps, cache, executor,
+    # accuracy-aware quantization, hyperparameter search, adaptive training, active learning
+    "Metrics", "peak_memory", "median_seconds", "calls_per_sample", "predict", "accuracy_on",
+    "per_example_loss", "SIMD_FLAGS", "cpu_flags", "memory_bytes", "blas_info", "gpu_present",
+    "HardwareProfile", "StepContext", "StepSpec", "STEPS", "STAGES", "register_step",
+    "BackendModel", "prune_step", "finetune_step", "quantize_step", "backend_step", "Step",
+    "fingerprint", "data_fingerprint", "default_cache_path", "ResultCache", "InProcessExecutor",
+    "evaluate_many", "quantizable_layers", "layer_sensitivity", "AccuracyAwareResult", "grid",
+    "Trial", "MedianStoppingRule", "SearchResult", "halving_plan", "successive_halving",
+    "random_search", "tpe_scores", "tpe_search", "hyperparameter_search", "config_quality",
+    "EarlyStopping", "ReduceLROnPlateau", "curriculum_subset", "TrainingReport", "fixed_training",
+    "adaptive_training", "uncertainty", "ActiveLearningResult", "active_learning",
 ]
 
 
-# %% cell 7: model_bytes
+# %% cell 8: model_bytes
 def model_bytes(model: Module) -> int:
     """Bytes to store `model`: every state array; INT4 weight codes count two per byte."""
     packed = {}
@@ -130,125 +112,34 @@ def model_bytes(model: Module) -> int:
     return int(sum(packed.get(k, a.nbytes) for k, a in model.state_dict().items()))
 
 
-# %% cell 8: export
-def peak_memory(fn: Callable[[], object]) -> int:
-    """Peak bytes numpy/Python allocate while `fn()` runs (tracemalloc), above the start."""
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        start, _ = tracemalloc.get_traced_memory()
-        fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
-    return int(max(peak - start, 0))
-
-
-def median_seconds(
-    fn: Callable[[], object], repeats: int = 5, warmup: int = 2, min_time: float = 0.002
-) -> float:
-    """Median seconds per call: warm-up calls, then `repeats` samples of >= min_time each."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    number = max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
-
-
+# %% cell 11: interleaved_seconds
 def interleaved_seconds(
     fns: Sequence[Callable[[], object]], rounds: int = 25, warmup: int = 2,
-    min_time: float = 0.0002
+    min_time: float = 0.0002, clock: Callable[[], float] = time.perf_counter,
 ) -> list[list[float]]:
-    """Seconds per call of each of `fns`, one list per function with one entry per round.
+    """Seconds per call of each of `fns`: one list per function, one entry per round.
 
-    Every round times every function once (>= `min_time` of calls each, the order reversed
-    every other round), so all of them see the same machine state: the only fair way to compare
-    them. Short samples, many rounds: on a busy machine another process's time slice lands in
-    a few samples, not in all of them, and the median skips those. One BLAS thread throughout
-    (`tinytorch.core.threads`), whatever the caller set.
+    Every round times every function once (`numbers[i]` calls in a row, divided), the order
+    reversed every other round, so all of them see the same machine state. One BLAS thread
+    throughout (`tinytorch.core.threads`), whatever the caller set.
     """
     if rounds < 1 or warmup < 0 or not fns:
         raise ValueError(f"need rounds >= 1, warmup >= 0 and a function, got {rounds}, {warmup}, "
                          f"{len(fns)} functions")
     with blas_threads(1):
-        numbers = []
-        for fn in fns:
-            for _ in range(warmup):
-                fn()
-            t0 = time.perf_counter()
-            fn()
-            numbers.append(max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-9))))
+        numbers = [calls_per_sample(fn, warmup, min_time, clock) for fn in fns]
         times: list[list[float]] = [[] for _ in fns]
         for r in range(rounds):
             order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
             for i in order:
-                t0 = time.perf_counter()
+                t0 = clock()
                 for _ in range(numbers[i]):
                     fns[i]()
-                times[i].append((time.perf_counter() - t0) / numbers[i])
-    return times
+                times[i].append((clock() - t0) / numbers[i])
+        return times
 
 
-@dataclass
-class Metrics:
-    """One candidate measured on the shared harness."""
-
-    accuracy: float  # fraction of the validation split classified correctly
-    latency_ms: float  # median ms of one forward pass over the latency batch
-    peak_memory: int  # bytes: the model's arrays + the peak allocation of that forward pass
-    model_bytes: int  # bytes to store the model (what a device must hold)
-    latency_spread_ms: float = 0.0  # interquartile range of the per-round latencies (noise)
-    # baseline ms / this ms, per round of the same interleaved rounds: median and interquartile
-    # range (> 1: faster than the baseline; None: measured without a baseline)
-    vs_baseline: float | None = None
-    vs_baseline_spread: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def vs_baseline_text(self) -> str:
-        """'1.85x ±0.07': the speed-up over the baseline, ± half its interquartile range."""
-        if self.vs_baseline is None:
-            return "-"
-        return f"{self.vs_baseline:.2f}x ±{(self.vs_baseline_spread or 0.0) / 2:.2f}"
-
-
-def predict(model: Module, x: np.ndarray) -> np.ndarray:
-    """Logits of `model` on the array `x`, in eval mode and without recording a graph."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            return model(Tensor(x)).data
-    finally:
-        model.train(was_training)
-
-
-def accuracy_on(model: Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows of `x` whose argmax logit equals `y`."""
-    return float((predict(model, x).argmax(axis=-1) == y).mean())
-
-
-def per_example_loss(model: Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each row of `x` (eval mode, float64 log-softmax)."""
-    z = predict(model, x).astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (N, C)
-    return -logp[np.arange(len(y)), y]
-
-
+# %% cell 14: export
 def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int = 2,
             baseline: Module | None = None) -> Metrics:
     """Accuracy on data.x_val; latency (median over 5 * `repeats` short rounds, with its
@@ -278,21 +169,13 @@ def measure(model: Module, data, batch: int = 32, repeats: int = 5, warmup: int 
     ratio = spread = None
     if baseline is not None:
         ratios = [b / c for b, c in zip(rounds[1], mine)]  # (rounds,)
-        ratio, spread = statistics.median(ratios), _iqr(ratios)
+        ratio, spread = statistics.median(ratios), iqr(ratios)
     resident = int(sum(a.nbytes for a in model.state_dict().values()))
     return Metrics(acc, statistics.median(mine) * 1e3, resident + peak_memory(forward),
-                   model_bytes(model), _iqr(mine) * 1e3, ratio, spread)
+                   model_bytes(model), iqr(mine) * 1e3, ratio, spread)
 
 
-def _iqr(values: Sequence[float]) -> float:
-    """Interquartile range (0 for fewer than two values)."""
-    if len(values) < 2:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q3 - q1
-
-
-# %% cell 14: export
+# %% cell 19: export
 @dataclass(frozen=True)
 class Violation:
     """One constraint a candidate breaks, and by how much."""
@@ -312,20 +195,12 @@ class Violation:
     def __str__(self) -> str:
         op = ">" if self.upper else "<"
         return (
-            f"{self.constraint}: {self.metric} {_fmt_value(self.metric, self.value)} {op} "
-            f"{_fmt_value(self.metric, self.limit)}"
+            f"{self.constraint}: {self.metric} {fmt_value(self.metric, self.value)} {op} "
+            f"{fmt_value(self.metric, self.limit)}"
         )
 
 
-def _fmt_value(metric: str, v: float) -> str:
-    if metric in ("model_bytes", "peak_memory"):
-        return f"{v / 1024:,.1f} KiB"
-    if metric == "latency_ms":
-        return f"{v:.3f} ms"
-    return f"{v:.4f}"
-
-
-# %% cell 15: constraints
+# %% cell 20: constraints
 @dataclass(frozen=True)
 class Constraints:
     """Budgets a candidate must meet; None means "no limit"."""
@@ -391,273 +266,6 @@ class Constraints:
         return out
 
 
-# %% cell 19: cpu_flags
-SIMD_FLAGS = (
-    "sse2", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
-    "neon", "asimd", "asimddp", "sve",
-)
-
-
-def cpu_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
-    """The SIMD_FLAGS this CPU has, from /proc/cpuinfo text (in SIMD_FLAGS order)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return ()
-    found: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            found.update(value.split())
-    return tuple(f for f in SIMD_FLAGS if f in found)
-
-
-# %% cell 20: export
-def memory_bytes() -> int | None:
-    """Total RAM in bytes (/proc/meminfo, else sysconf); None if unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def blas_info() -> dict:
-    """The BLAS numpy calls: threadpoolctl if installed (what is loaded), else numpy's build."""
-    if importlib.util.find_spec("threadpoolctl") is not None:
-        from threadpoolctl import threadpool_info
-
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                return {
-                    "name": pool.get("internal_api", "?"),
-                    "version": pool.get("version"),
-                    "architecture": pool.get("architecture"),
-                    "threads": pool.get("num_threads"),
-                    "source": "threadpoolctl",
-                }
-    try:
-        deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return {
-            "name": deps.get("name", "?"),
-            "version": deps.get("version"),
-            "architecture": None,
-            "threads": None,
-            "source": "numpy.show_config",
-        }
-    except Exception:  # numpy < 1.26 has no mode="dicts"
-        return {"name": "unknown", "version": None, "architecture": None, "threads": None,
-                "source": "none"}
-
-
-def gpu_present() -> bool:
-    """True if an NVIDIA or AMD GPU driver is visible (the tuner reports it; tinytorch is CPU)."""
-    paths = ("/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd")
-    return any(Path(p).exists() for p in paths) or shutil.which("nvidia-smi") is not None
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    """What the tuner knows about the machine a model runs on."""
-
-    name: str  # "detected" for this machine
-    cores: int  # CPU cores this process may use
-    simd: tuple  # vector instruction sets (see SIMD_FLAGS)
-    memory_bytes: int | None  # RAM
-    blas: str  # the BLAS numpy calls, e.g. "openblas 0.3.27 (Haswell)"
-    gpu: bool  # a GPU driver is visible
-    onnxruntime: bool  # onnxruntime is importable (module 17 exports INT8 models to it)
-    machine: str = ""  # CPU architecture, e.g. "x86_64"
-
-    @classmethod
-    def detect(cls) -> "HardwareProfile":
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-        b = blas_info()
-        blas = " ".join(str(v) for v in (b["name"], b["version"]) if v)
-        if b.get("architecture"):
-            blas += f" ({b['architecture']})"
-        return cls("detected", cores, cpu_flags(), memory_bytes(), blas, gpu_present(),
-                   importlib.util.find_spec("onnxruntime") is not None, platform.machine())
-
-    def fingerprint(self) -> str:
-        """Short hash of what timings depend on (part of every cache key)."""
-        key = json.dumps([self.machine, self.cores, list(self.simd), self.blas, np.__version__,
-                          os.environ.get("OPENBLAS_NUM_THREADS")])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        mem = f"{self.memory_bytes / 2**30:.1f} GiB" if self.memory_bytes else "RAM unknown"
-        return (
-            f"{self.name}: {self.machine} {self.cores} cores, SIMD {', '.join(self.simd) or '-'}, "
-            f"{mem}, BLAS {self.blas}, GPU {'yes' if self.gpu else 'no'}, "
-            f"onnxruntime {'yes' if self.onnxruntime else 'no'}"
-        )
-
-
-# %% cell 24: export
-@dataclass
-class StepContext:
-    """What steps may use besides the model."""
-
-    data: object  # x_train, y_train (fine-tuning, calibration) and x_val, y_val
-    teacher: Module | None = None  # the model before optimization: distillation's teacher
-    seed: int = 0  # fine-tuning order and initialisation
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    name: str
-    fn: Callable  # fn(model, ctx, **params) -> a NEW model; the input is never modified
-    stage: int  # index into STAGES: pipelines run steps in stage order
-    doc: str
-
-
-STEPS: dict[str, StepSpec] = {}
-STAGES = ("shrink", "recover", "quantize", "runtime")
-
-
-def register_step(name: str, stage: str):
-    """Decorator: add `fn(model, ctx, **params) -> Module` to STEPS under `name`."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
-
-    def deco(fn):
-        STEPS[name] = StepSpec(name, fn, STAGES.index(stage), (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
-
-def _get_submodule(root: Module, name: str) -> Module:
-    mod = root
-    for part in name.split(".") if name else []:
-        mod = mod._modules[part]
-    return mod
-
-
-def _set_submodule(root: Module, name: str, new: Module) -> None:
-    parent, _, last = name.rpartition(".")
-    setattr(_get_submodule(root, parent), last, new)  # same slot: order is kept
-
-
-class BackendModel(Module):
-    """Runs the wrapped model with one matmul backend active (read at call time)."""
-
-    def __init__(self, model: Module, backend: str):
-        super().__init__()
-        if backend not in available_backends():
-            raise ValueError(f"unknown backend {backend!r}; registered: {available_backends()}")
-        self.model = model
-        self.backend = backend
-
-    def forward(self, x):
-        with use_backend(self.backend):
-            return self.model(x)
-
-    def extra_repr(self) -> str:
-        return f"backend={self.backend!r}"
-
-
-@register_step("prune", "shrink")
-def prune_step(model: Module, ctx: StepContext, amount: float = 0.5, norm: str = "l1") -> Module:
-    """Structured pruning (module 18): remove `amount` of each hidden layer's units/filters."""
-    if amount == 0:
-        return copy.deepcopy(model)
-    return structured_prune(model, amount, norm=norm)
-
-
-@register_step("finetune", "recover")
-def finetune_step(
-    model: Module,
-    ctx: StepContext,
-    epochs: int = 3,
-    lr: float = 1e-3,
-    distill: bool = False,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-    batch_size: int = 32,
-) -> Module:
-    """Train a copy for `epochs` (cross-entropy, or distillation from ctx.teacher)."""
-    out = copy.deepcopy(model)
-    if epochs == 0:
-        return out
-    d = ctx.data
-    arrays = [d.x_train, d.y_train]
-    if distill:
-        if ctx.teacher is None:
-            raise ValueError("finetune(distill=True) needs ctx.teacher, the model to imitate")
-        arrays.append(predict(ctx.teacher, d.x_train))  # (N, classes) soft targets, once
-    manual_seed(ctx.seed)
-    loader = DataLoader(TensorDataset(*arrays), batch_size=batch_size, shuffle=True, seed=ctx.seed)
-    opt = AdamW(out.parameters(), lr=lr, weight_decay=0.01)
-    out.train()
-    for _ in range(epochs):
-        for batch in loader:
-            logits = out(Tensor(batch[0]))
-            if distill:
-                loss = distillation_loss(logits, batch[2], batch[1], temperature, alpha)
-            else:
-                loss = cross_entropy(logits, batch[1])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return out.eval()
-
-
-@register_step("quantize", "quantize")
-def quantize_step(
-    model: Module,
-    ctx: StepContext,
-    bits: int = 8,
-    per_channel: bool = True,
-    keep_fp32: tuple = (),
-    calibration_batches: int = 4,
-) -> Module:
-    """Post-training static quantization (module 17); layers named in `keep_fp32` stay float."""
-    d = ctx.data
-    loader = DataLoader(TensorDataset(d.x_train, d.y_train), batch_size=64)
-    out = Quantizer(QConfig(weight_bits=bits, per_channel=per_channel)).quantize(
-        model, loader, calibration_batches
-    )
-    for name in keep_fp32:
-        _set_submodule(out, name, copy.deepcopy(_get_submodule(model, name)))
-    return out
-
-
-@register_step("backend", "runtime")
-def backend_step(model: Module, ctx: StepContext, backend: str = "optimized") -> Module:
-    """Run the model on matmul `backend` (module 15): the same numbers, another speed."""
-    return BackendModel(copy.deepcopy(model), backend)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One technique with its parameters: Step.make("prune", amount=0.5)."""
-
-    name: str
-    params: tuple = ()  # sorted (key, value) pairs: hashable and JSON-able
-
-    @classmethod
-    def make(cls, name: str, **params) -> "Step":
-        return cls(name, tuple(sorted(params.items())))
-
-    @property
-    def kwargs(self) -> dict:
-        return dict(self.params)
-
-    def __str__(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.params) + ")"
-
-
 # %% cell 26: pipeline
 class Pipeline:
     """An ordered list of Steps: inspectable, JSON round-trippable, re-runnable."""
@@ -675,10 +283,8 @@ class Pipeline:
             seen.add(s.name)
             stage = STEPS[s.name].stage
             if stage < last:
-                raise ValueError(
-                    f"step {s.name!r} ({STAGES[stage]}) cannot run after a {STAGES[last]} step: "
-                    f"the order is {' -> '.join(STAGES)}"
-                )
+                raise ValueError(f"step {s.name!r} ({STAGES[stage]}) cannot run after a "
+                                 f"{STAGES[last]} step: the order is {' -> '.join(STAGES)}")
             last = stage
 
     def run(self, model: Module, ctx: StepContext) -> Module:
@@ -877,70 +483,7 @@ def pareto_front(items: Sequence, key: Callable) -> list:
     ]
 
 
-# %% cell 36: fingerprint
-def fingerprint(model: Module) -> str:
-    """Hash of a model's architecture and every weight: equal models, equal fingerprints."""
-    h = hashlib.sha256(repr(model).encode())
-    for name, arr in sorted(model.state_dict().items()):
-        a = np.ascontiguousarray(arr)
-        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:24]
-
-
-# %% cell 38: export
-def data_fingerprint(data) -> str:
-    """Hash of the training and validation arrays a measurement used."""
-    h = hashlib.sha256()
-    for name in ("x_train", "y_train", "x_val", "y_val"):
-        h.update(np.ascontiguousarray(getattr(data, name)).tobytes())
-    return h.hexdigest()[:24]
-
-
-def default_cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tinytorch" / "autotuning.json"
-
-
-class ResultCache:
-    """Measured Metrics keyed by (model, data, config, hardware, settings) in a JSON file."""
-
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else default_cache_path()
-        self.hits = self.misses = 0
-        self._entries: dict[str, dict] = {}
-        if self.path.exists():
-            try:
-                self._entries = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self._entries = {}  # an unreadable cache is only a cache: start again
-
-    @staticmethod
-    def key(*parts) -> str:
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-    def get(self, key: str) -> Metrics | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return Metrics(**entry)
-
-    def put(self, key: str, metrics: Metrics) -> None:
-        self._entries[key] = metrics.to_dict()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._entries, sort_keys=True))
-        tmp.replace(self.path)  # atomic: a crash never leaves half a file
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
-
+# %% cell 36: export
 class Evaluator:
     """Build a Config's model from the base model and measure it. Picklable (no closures)."""
 
@@ -964,23 +507,7 @@ class Evaluator:
                        baseline=self.model)
 
 
-class InProcessExecutor:
-    """The default executor: every evaluation here, one after another."""
-
-    def map(self, fn: Callable, items: Iterable) -> list:
-        return [fn(x) for x in items]
-
-
-def evaluate_many(evaluate: Callable, configs: Sequence, executor=None) -> list:
-    """evaluate(config) for every config through `executor.map`, results in order.
-
-    The one seam for distributed tuning: pass anything with `map(fn, items)` (a
-    concurrent.futures executor, a Dask client wrapper); the default runs in this process.
-    """
-    return list((executor or InProcessExecutor()).map(evaluate, list(configs)))
-
-
-# %% cell 40: monotone_infeasible
+# %% cell 37: monotone_infeasible
 OBJECTIVES = {  # sort key of Metrics per objective: the objective first, then tie-breaks
     "accuracy": lambda m: (-m.accuracy, m.model_bytes, m.latency_ms),
     "bytes": lambda m: (m.model_bytes, -m.accuracy, m.latency_ms),
@@ -1021,140 +548,20 @@ def monotone_infeasible(
     )
 
 
-# %% cell 41: export
-@dataclass
-class TuningResult:
-    """What auto_optimize found, how, and everything it measured on the way."""
+# %% cell 39: export
+class TuningResult(TuningRecord):
+    """What auto_optimize found, how, and everything it measured on the way (the fields, the
+    report, the table and the plot: `tinytorch.tuning.report.TuningRecord`)."""
 
-    target: str
-    objective: str
-    constraints: Constraints
-    hardware: HardwareProfile
-    baseline: Metrics
-    candidates: list  # every Candidate measured, in order
-    space_size: int  # configurations in the space (what exhaustive search evaluates)
-    skipped: dict  # rule -> number of configurations it removed without an evaluation
-    best: Candidate | None
-    model: Module | None  # the optimized model (None when nothing is feasible)
-    pipeline: Pipeline | None  # the plan: how to rebuild it from the original model
-    closest: list  # when infeasible: the candidates nearest to feasibility
-    cache_hits: int = 0
-    seconds: float = 0.0
-    notes: list = field(default_factory=list)
-
-    @property
-    def feasible(self) -> bool:
-        return self.best is not None
-
-    @property
-    def evaluations(self) -> int:
-        return len(self.candidates)
-
-    def pareto(self) -> list[Candidate]:
-        """Pareto front of accuracy (max) against model bytes and latency (min)."""
-        return pareto_front(
-            self.candidates,
-            lambda c: (-c.metrics.accuracy, c.metrics.model_bytes, c.metrics.latency_ms),
-        )
-
-    def diagnose(self) -> list[str]:
-        """Per constraint: how often it fails and the best value any candidate reached."""
-        lines = []
-        for rule, n in self.skipped.items():
-            if rule.startswith("size budget"):
-                lines.append(f"max_bytes: {n} of {self.space_size} configurations are too big "
-                             "(sizes are exact; nothing was trained)")
-        by_name: dict[str, list] = {}
-        for c in self.candidates:
-            for v in c.violations:
-                by_name.setdefault(v.constraint, []).append((c, v))
-        for name, rows in by_name.items():
-            v0 = rows[0][1]
-            vals = [c.metrics.to_dict()[v0.metric] for c in self.candidates]
-            best = min(vals) if v0.upper else max(vals)
-            lines.append(
-                f"{name}: fails for {len(rows)} of {self.evaluations} measured; the best "
-                f"{v0.metric} measured is {_fmt_value(v0.metric, best)} (limit "
-                f"{_fmt_value(v0.metric, v0.limit)})"
+    def pareto(self, latency: bool = True) -> list[Candidate]:
+        """Pareto front of accuracy (max) against model bytes and latency (min); without
+        `latency`, of accuracy against model bytes only (what the plot draws)."""
+        if latency:
+            return pareto_front(
+                self.candidates,
+                lambda c: (-c.metrics.accuracy, c.metrics.model_bytes, c.metrics.latency_ms),
             )
-        return lines
-
-    def table(self) -> str:
-        """One row per candidate; "vs base" is baseline ms / candidate ms measured in the same
-        interleaved rounds (median ± half its interquartile range over the rounds)."""
-        front = {id(c) for c in self.pareto()}
-        lines = [f" {'candidate':<32}{'phase':>11}{'acc':>8}{'KiB':>8}{'ms':>8}{'vs base':>13}"
-                 f"{'peak KiB':>10}  verdict  (* = Pareto front)"]
-        for c in self.candidates:
-            m = c.metrics
-            verdict = "ok" if c.feasible else ", ".join(v.constraint for v in c.violations)
-            lines.append(
-                f"{'*' if id(c) in front else ' '}{c.config.label():<32}{c.phase:>11}"
-                f"{m.accuracy:>8.4f}{m.model_bytes / 1024:>8.1f}{m.latency_ms:>8.3f}"
-                f"{m.vs_baseline_text():>13}{m.peak_memory / 1024:>10.1f}  {verdict}"
-            )
-        return "\n".join(lines)
-
-    def report(self) -> str:
-        b = self.baseline
-        skipped = ", ".join(f"{k}: {v}" for k, v in self.skipped.items()) or "none"
-        out = [
-            f"target {self.target!r}, objective {self.objective!r}",
-            f"constraints {self.constraints}",
-            f"hardware {self.hardware.describe()}",
-            f"{self.evaluations} of {self.space_size} configurations evaluated "
-            f"({self.cache_hits} from the cache) in {self.seconds:.1f}s; skipped by rule: "
-            f"{skipped}",
-            *self.notes,
-            f"baseline latency {b.latency_ms:.3f} ms (interquartile range "
-            f"{b.latency_spread_ms:.3f} ms; against itself in the same rounds "
-            f"{b.vs_baseline_text()}); every "
-            "'vs base' is measured in the same interleaved rounds as the baseline, one BLAS "
-            "thread",
-        ]
-        if self.feasible:
-            m = self.best.metrics
-            out.append(
-                f"CHOSEN {self.best.config.label()}: accuracy {m.accuracy:.4f} (baseline "
-                f"{self.baseline.accuracy:.4f}), {m.model_bytes:,} B, {m.latency_ms:.3f} ms "
-                f"({m.vs_baseline_text()} vs the baseline), peak {m.peak_memory:,} B"
-            )
-            out.append("plan:\n" + self.pipeline.describe())
-        else:
-            out.append("NO CONFIGURATION MEETS THE CONSTRAINTS. Why:")
-            out += ["  " + line for line in self.diagnose()]
-            out.append("closest candidates (nothing is returned as a silent best effort):")
-            out += [f"  {c.config.label()}: " + "; ".join(map(str, c.violations))
-                    for c in self.closest]
-        return "\n".join(out) + "\n" + self.table()
-
-    def plot(self, ax=None, title: str | None = None):
-        """Accuracy against model bytes; the Pareto front dashed, the choice circled."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6.5, 4))
-        for ok, style, lab in ((True, "o", "meets constraints"), (False, "x", "violates")):
-            group = [c for c in self.candidates if c.feasible == ok]
-            if group:
-                ax.scatter([c.metrics.model_bytes / 1024 for c in group],
-                           [c.metrics.accuracy for c in group], marker=style, label=lab)
-        front = pareto_front(self.candidates,
-                             lambda c: (-c.metrics.accuracy, c.metrics.model_bytes))
-        front = sorted(front, key=lambda c: c.metrics.model_bytes)
-        ax.plot([c.metrics.model_bytes / 1024 for c in front], [c.metrics.accuracy for c in front],
-                "k--", lw=1, label="Pareto front (accuracy, size)")
-        if self.best is not None:
-            ax.scatter([self.best.metrics.model_bytes / 1024], [self.best.metrics.accuracy],
-                       s=180, facecolors="none", edgecolors="r", label="chosen")
-        if self.constraints.max_bytes:
-            ax.axvline(self.constraints.max_bytes / 1024, color="gray", ls=":", label="max_bytes")
-        ax.set_xscale("log")
-        ax.set_xlabel("model size (KiB, log scale)")
-        ax.set_ylabel("validation accuracy")
-        ax.set_title(title or f"{self.target}: {self.evaluations}/{self.space_size} evaluated")
-        ax.legend(fontsize=7)
-        return ax
+        return pareto_front(self.candidates, lambda c: (-c.metrics.accuracy, c.metrics.model_bytes))
 
 
 def _snap(config: Config, space: SearchSpace) -> Config:
@@ -1404,574 +811,19 @@ class _Session:
         )
 
 
-# %% cell 55: export
-def quantizable_layers(model: Module) -> list[str]:
-    """Dotted names of every Linear / Conv2d (what quantize_step converts)."""
-    return [n for n, m in model.named_modules() if isinstance(m, Linear | Conv2d)]
-
-
-def _mean_loss(model: Module, x: np.ndarray, y: np.ndarray) -> float:
-    return float(per_example_loss(model, x, y).mean())
-
-
-def layer_sensitivity(
-    model: Module, data, bits: int = 8, per_channel: bool = True, seed: int = 0
-) -> list[tuple[str, float, float]]:
-    """(layer, accuracy drop, loss increase) with ONLY that layer quantized; most sensitive
-    first."""
-    layers = quantizable_layers(model)
-    ctx = StepContext(data, seed=seed)
-    acc0 = accuracy_on(model, data.x_val, data.y_val)
-    loss0 = _mean_loss(model, data.x_val, data.y_val)
-    rows = []
-    for name in layers:
-        others = tuple(n for n in layers if n != name)
-        q = quantize_step(model, ctx, bits=bits, per_channel=per_channel, keep_fp32=others)
-        rows.append((name, acc0 - accuracy_on(q, data.x_val, data.y_val),
-                     _mean_loss(q, data.x_val, data.y_val) - loss0))
-    return sorted(rows, key=lambda r: (-r[1], -r[2]))
-
-
-@dataclass
-class AccuracyAwareResult:
-    model: Module  # the mixed-precision model
-    fp32_layers: list  # layers returned to float32, most sensitive first
-    sensitivity: list  # layer_sensitivity rows
-    steps: list  # (fp32 layers, accuracy, model bytes) of every attempt, in order
-    float_accuracy: float
-    accuracy: float
-    tolerance: float
-
-    @property
-    def within_tolerance(self) -> bool:
-        return self.float_accuracy - self.accuracy <= self.tolerance + 1e-12
-
-
-# %% cell 56: accuracy_aware_quantize
+# %% cell 51: export
 def accuracy_aware_quantize(
     model: Module, data, tolerance: float = 0.01, bits: int = 8, per_channel: bool = True,
     seed: int = 0,
 ) -> AccuracyAwareResult:
     """Quantize everything; while the drop exceeds `tolerance`, return the most sensitive
-    remaining layer to float32."""
-    if not 0 <= tolerance <= 1:
-        raise ValueError(f"tolerance must be an accuracy difference in [0, 1], got {tolerance}")
-    ctx = StepContext(data, seed=seed)
-    acc0 = accuracy_on(model, data.x_val, data.y_val)
-    sens = layer_sensitivity(model, data, bits, per_channel, seed)
-    fp32: list[str] = []
-    steps = []
-    while True:
-        q = quantize_step(model, ctx, bits=bits, per_channel=per_channel, keep_fp32=tuple(fp32))
-        acc = accuracy_on(q, data.x_val, data.y_val)
-        steps.append((list(fp32), acc, model_bytes(q)))
-        if acc0 - acc <= tolerance + 1e-12 or len(fp32) == len(sens):
-            break
-        fp32.append(sens[len(fp32)][0])
-    return AccuracyAwareResult(q, fp32, sens, steps, acc0, acc, tolerance)
-
-
-# %% cell 62: export
-def grid(space: dict) -> list[dict]:
-    """Every combination of a {name: [values]} space, in a fixed order."""
-    if not space or any(len(v) == 0 for v in space.values()):
-        raise ValueError(f"every dimension of the space needs at least one value: {space}")
-    out = [{}]
-    for k, values in space.items():
-        out = [{**c, k: v} for c in out for v in values]
-    return out
-
-
-@dataclass
-class Trial:
-    config: dict
-    scores: list = field(default_factory=list)  # validation accuracy after each epoch
-    stopped: str = ""  # "" (running), "halving" (not promoted), "median rule", "done"
-
-    @property
-    def epochs(self) -> int:
-        return len(self.scores)
-
-    @property
-    def score(self) -> float:
-        return self.scores[-1] if self.scores else -math.inf
-
-
-class _Runner:
-    """Trains trials epoch by epoch; keeps each live trial's model and optimizer."""
-
-    def __init__(self, build_fn: Callable, data, seed: int, batch_size: int = 32):
-        self.build_fn, self.data, self.seed, self.batch_size = build_fn, data, seed, batch_size
-        self.state: dict[int, tuple] = {}
-        self.epochs_used = 0
-
-    def train_epoch(self, trial: Trial) -> float:
-        key = id(trial)
-        if key not in self.state:
-            manual_seed(self.seed)
-            model, opt = self.build_fn(trial.config)
-            loader = DataLoader(
-                TensorDataset(self.data.x_train, self.data.y_train),
-                batch_size=int(trial.config.get("batch_size", self.batch_size)),
-                shuffle=True,
-                seed=self.seed,
-            )
-            self.state[key] = (model, opt, loader)
-        model, opt, loader = self.state[key]
-        model.train()
-        for xb, yb in loader:
-            loss = cross_entropy(model(Tensor(xb)), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        self.epochs_used += 1
-        diverged = not math.isfinite(float(loss.item()))
-        trial.scores.append(0.0 if diverged else accuracy_on(model, self.data.x_val,
-                                                             self.data.y_val))
-        return trial.score
-
-    def release(self, trial: Trial) -> None:
-        self.state.pop(id(trial), None)
-
-
-@dataclass
-class SearchResult:
-    method: str
-    best: Trial | None
-    trials: list
-    epochs_used: int
-    budget: int
-    median_stops: int = 0  # trials the median rule stopped
-    epochs_saved: int = 0  # epochs those trials did not spend
-
-    @property
-    def best_config(self) -> dict | None:
-        return self.best.config if self.best else None
-
-    def table(self, top: int = 8) -> str:
-        keys = list(self.trials[0].config) if self.trials else []
-        lines = [
-            f"{self.method}: {len(self.trials)} trials, {self.epochs_used}/{self.budget} epochs, "
-            f"median rule stopped {self.median_stops} (saved {self.epochs_saved} epochs)",
-            "".join(f"{k:>14}" for k in keys) + f"{'epochs':>8}{'val acc':>9}  stopped",
-        ]
-        for t in sorted(self.trials, key=lambda t: (-t.epochs, -t.score))[:top]:
-            lines.append("".join(f"{t.config[k]!s:>14}" for k in keys)
-                         + f"{t.epochs:>8}{t.score:>9.4f}  {t.stopped}")
-        return "\n".join(lines)
-
-
-# %% cell 63: halving_bookkeeping
-def halving_plan(
-    n_configs: int, budget: int, min_epochs: int = 1, max_epochs: int = 9, eta: int = 3
-) -> tuple[int, list[int]]:
-    """(n0, rungs): the largest first rung whose successive halving fits in `budget` epochs."""
-    if min_epochs < 1 or max_epochs < min_epochs or eta < 2:
-        raise ValueError(f"need 1 <= min_epochs <= max_epochs and eta >= 2, got "
-                         f"{min_epochs}, {max_epochs}, {eta}")
-    rungs = [min_epochs]
-    while rungs[-1] * eta <= max_epochs:
-        rungs.append(rungs[-1] * eta)
-    if rungs[-1] < max_epochs:
-        rungs.append(max_epochs)
-
-    def cost(n0: int) -> int:
-        total, prev = 0, 0
-        for k, r in enumerate(rungs):
-            total += max(1, n0 // eta**k) * (r - prev)
-            prev = r
-        return total
-
-    n0 = 0
-    while n0 < n_configs and cost(n0 + 1) <= budget:
-        n0 += 1
-    if n0 == 0:
-        raise ValueError(f"a budget of {budget} epochs is too small for one trial of {rungs}")
-    return n0, rungs
-
-
-class MedianStoppingRule:
-    """Stop a trial whose score at epoch e is below the median of earlier trials at epoch e."""
-
-    def __init__(self, grace: int = 1, min_trials: int = 3):
-        self.grace, self.min_trials = grace, min_trials
-        self.history: dict[int, list[float]] = {}  # epoch -> scores of trials that reached it
-        self.stops = 0
-
-    def should_stop(self, trial: Trial) -> bool:
-        epoch = trial.epochs
-        prev = self.history.setdefault(epoch, [])
-        stop = (epoch >= self.grace and len(prev) >= self.min_trials
-                and trial.score < statistics.median(prev))
-        prev.append(trial.score)
-        self.stops += stop
-        return stop
-
-
-# %% cell 64: export
-def successive_halving(
-    build_fn: Callable, data, space: dict, budget: int, eta: int = 3, min_epochs: int = 1,
-    max_epochs: int = 9, seed: int = 0, median_rule: bool = True, progress: bool = True,
-) -> SearchResult:
-    """Successive halving over the grid, with the median stopping rule inside each rung."""
-    configs = grid(space)
-    n0, rungs = halving_plan(len(configs), budget, min_epochs, max_epochs, eta)
-    rng = np.random.default_rng(seed)
-    trials = [Trial(configs[i]) for i in rng.choice(len(configs), size=n0, replace=False)]
-    runner = _Runner(build_fn, data, seed)
-    rule = MedianStoppingRule() if median_rule else None
-    saved = 0
-    alive = list(trials)
-    bar = tqdm(total=budget, desc="successive halving", disable=not progress, leave=False)
-    for k, r in enumerate(rungs):
-        for t in alive:
-            while t.epochs < r:
-                runner.train_epoch(t)
-                bar.update(1)
-                if t.epochs < r and rule is not None and rule.should_stop(t):
-                    t.stopped = "median rule"
-                    saved += r - t.epochs
-                    runner.release(t)
-                    break
-        survivors = sorted((t for t in alive if not t.stopped), key=lambda t: -t.score)
-        keep = max(1, n0 // eta ** (k + 1)) if k + 1 < len(rungs) else len(survivors)
-        for t in survivors[keep:]:
-            t.stopped = "halving"
-            runner.release(t)
-        alive = survivors[:keep]
-    bar.close()
-    for t in alive:
-        t.stopped = "done"
-    best = max(alive, key=lambda t: t.score) if alive else None
-    return SearchResult("successive halving", best, trials, runner.epochs_used, budget,
-                        rule.stops if rule else 0, saved)
-
-
-def random_search(
-    build_fn: Callable, data, space: dict, budget: int, max_epochs: int = 9, seed: int = 0,
-    median_rule: bool = False, progress: bool = True,
-) -> SearchResult:
-    """Random grid points, each trained max_epochs, until the budget is spent. With
-    `median_rule`, bad trials stop early and the epochs they save pay for more trials."""
-    configs = grid(space)
-    if budget < max_epochs:
-        raise ValueError(
-            f"a budget of {budget} epochs is too small for one {max_epochs}-epoch trial"
-        )
-    order = np.random.default_rng(seed).permutation(len(configs))
-    runner = _Runner(build_fn, data, seed)
-    rule = MedianStoppingRule() if median_rule else None
-    trials, saved = [], 0
-    bar = tqdm(total=budget, desc="random search", disable=not progress, leave=False)
-    for i in order:
-        if runner.epochs_used + max_epochs > budget:
-            break
-        t = Trial(configs[i])
-        trials.append(t)
-        while t.epochs < max_epochs:
-            runner.train_epoch(t)
-            bar.update(1)
-            if t.epochs < max_epochs and rule is not None and rule.should_stop(t):
-                t.stopped = "median rule"
-                saved += max_epochs - t.epochs
-                break
-        t.stopped = t.stopped or "done"
-        runner.release(t)
-    bar.close()
-    done = [t for t in trials if t.stopped == "done"]
-    best = max(done, key=lambda t: t.score) if done else None
-    name = "random search" + (" + median rule" if median_rule else "")
-    return SearchResult(name, best, trials, runner.epochs_used, budget,
-                        rule.stops if rule else 0, saved)
-
-
-def tpe_scores(
-    space: dict, observed: list[tuple[dict, float]], candidates: list[dict], gamma: float = 0.3,
-    bandwidth: float = 1.0, prior: float = 1.0,
-) -> np.ndarray:
-    """log l(x) - log g(x) per candidate: Parzen densities over each dimension's value index,
-    fitted to the top-gamma ("good") and the remaining ("bad") observations."""
-    ranked = sorted(observed, key=lambda o: -o[1])
-    n_good = max(1, math.ceil(gamma * len(ranked)))
-    good, bad = [c for c, _ in ranked[:n_good]], [c for c, _ in ranked[n_good:]]
-    score = np.zeros(len(candidates))
-    for k, values in space.items():
-        n = len(values)
-        idx = np.arange(n)
-        index_of = {repr(v): i for i, v in enumerate(values)}
-
-        def density(group, k=k, idx=idx, index_of=index_of, n=n):
-            d = np.full(n, prior / n)  # a uniform prior keeps unseen values possible
-            for c in group:
-                d += np.exp(-0.5 * ((idx - index_of[repr(c[k])]) / bandwidth) ** 2)
-            return d / d.sum()
-
-        ratio = np.log(density(good)) - np.log(density(bad))
-        score += np.array([ratio[index_of[repr(c[k])]] for c in candidates])
-    return score
-
-
-def tpe_search(
-    build_fn: Callable, data, space: dict, budget: int, max_epochs: int = 9, seed: int = 0,
-    n_init: int = 3, gamma: float = 0.3, progress: bool = True,
-) -> SearchResult:
-    """Model-based search: `n_init` random trials, then always the grid point TPE ranks best."""
-    configs = grid(space)
-    n = min(len(configs), budget // max_epochs)
-    if n == 0:
-        raise ValueError(
-            f"a budget of {budget} epochs is too small for one {max_epochs}-epoch trial"
-        )
-    rng = np.random.default_rng(seed)
-    order = list(rng.permutation(len(configs)))
-    runner = _Runner(build_fn, data, seed)
-    trials: list[Trial] = []
-    untried = set(range(len(configs)))
-    for i in tqdm(range(n), desc="TPE search", disable=not progress, leave=False):
-        if i < n_init:
-            pick = int(order[i])
-        else:
-            cand = sorted(untried)
-            s = tpe_scores(space, [(t.config, t.score) for t in trials],
-                           [configs[j] for j in cand], gamma)
-            pick = cand[int(np.argmax(s + 1e-9 * rng.random(len(s))))]  # random tie-break
-        untried.discard(pick)
-        t = Trial(configs[pick])
-        for _ in range(max_epochs):
-            runner.train_epoch(t)
-        t.stopped = "done"
-        runner.release(t)
-        trials.append(t)
-    return SearchResult("TPE (model-based)", max(trials, key=lambda t: t.score), trials,
-                        runner.epochs_used, budget)
-
-
-SEARCH_METHODS = {"halving": successive_halving, "random": random_search, "tpe": tpe_search}
-
-
-def hyperparameter_search(
-    build_fn: Callable, data, space: dict, budget: int, method: str = "halving", **kwargs
-) -> SearchResult:
-    """Search `space` ({name: [values]}) with `budget` training epochs in total.
-
-    build_fn(config) -> (model, optimizer); seeded and reproducible (`seed=`), with a progress
-    bar (`progress=`) and a results table (`.table()`)."""
-    if method not in SEARCH_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(SEARCH_METHODS)}")
-    if budget < 1:
-        raise ValueError(f"budget must be a positive number of epochs, got {budget}")
-    return SEARCH_METHODS[method](build_fn, data, space, budget, **kwargs)
-
-
-def config_quality(
-    build_fn: Callable, data, config: dict, epochs: int = 9, seeds: Sequence[int] = (0, 1)
-) -> float:
-    """Mean TEST accuracy of `config` trained `epochs` from each seed: how good a choice is."""
-    accs = []
-    for s in seeds:
-        runner = _Runner(build_fn, data, s)
-        t = Trial(dict(config))
-        for _ in range(epochs):
-            runner.train_epoch(t)
-        accs.append(accuracy_on(runner.state[id(t)][0], data.x_test, data.y_test))
-    return float(np.mean(accs))
-
-
-# %% cell 70: adaptive_schedules
-class EarlyStopping:
-    """Stop when the score has not improved by more than min_delta for `patience` epochs."""
-
-    def __init__(self, patience: int = 5, min_delta: float = 0.0):
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1 epoch, got {patience}")
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.best_epoch, self.bad = -math.inf, -1, 0
-
-    def step(self, score: float, epoch: int) -> bool:
-        """Record `score` of `epoch`; True means stop now."""
-        if score > self.best + self.min_delta:
-            self.best, self.best_epoch, self.bad = score, epoch, 0
-        else:
-            self.bad += 1
-        return self.bad >= self.patience
-
-
-class ReduceLROnPlateau:
-    """Multiply the optimizer's lr by `factor` when the score stalls for `patience` epochs."""
-
-    def __init__(self, optimizer, factor: float = 0.3, patience: int = 2, min_lr: float = 1e-5):
-        if not 0 < factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
-        self.opt, self.factor, self.patience, self.min_lr = optimizer, factor, patience, min_lr
-        self.best, self.bad = -math.inf, 0
-
-    def step(self, score: float) -> bool:
-        """Record `score`; True if the learning rate was just reduced."""
-        if score > self.best:
-            self.best, self.bad = score, 0
-            return False
-        self.bad += 1
-        if self.bad >= self.patience and self.opt.lr > self.min_lr:
-            self.opt.lr = max(self.opt.lr * self.factor, self.min_lr)
-            self.bad = 0
-            return True
-        return False
-
-
-# %% cell 71: export
-def curriculum_subset(
-    losses: np.ndarray, epoch: int, epochs: int, start: float = 0.4, ramp: float = 0.5
-) -> np.ndarray:
-    """Indices of the easiest examples (lowest loss) for `epoch`: a fraction growing linearly
-    from `start` to 1 over the first `ramp` of training (a self-paced curriculum)."""
-    frac = min(1.0, start + (1 - start) * epoch / max(1.0, ramp * epochs))
-    k = max(1, int(round(frac * len(losses))))
-    return np.sort(np.argsort(losses, kind="stable")[:k])
-
-
-@dataclass
-class TrainingReport:
-    name: str
-    val_acc: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    lr: list = field(default_factory=list)
-    examples: list = field(default_factory=list)  # examples trained on in each epoch
-    events: list = field(default_factory=list)
-    best_epoch: int = -1  # 1-based epoch whose weights the model ends with
-    test_acc: float = float("nan")
-
-    @property
-    def epochs(self) -> int:
-        return len(self.val_acc)
-
-    def epochs_to_reach(self, acc: float) -> int | None:
-        """First epoch (1-based) whose validation accuracy is >= acc; None if never."""
-        for i, a in enumerate(self.val_acc):
-            if a >= acc - 1e-12:
-                return i + 1
-        return None
-
-
-def _train_loop(model, data, epochs, lr, seed, batch_size, report, early=None, plateau=False,
-                curriculum=False, factor=0.3, plateau_patience=2):
-    manual_seed(seed)
-    opt = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = ReduceLROnPlateau(opt, factor, plateau_patience) if plateau else None
-    rng = np.random.default_rng(seed)
-    best_state = None
-    for epoch in range(epochs):
-        idx = np.arange(len(data.y_train))
-        if curriculum:
-            idx = curriculum_subset(per_example_loss(model, data.x_train, data.y_train), epoch,
-                                    epochs)
-        idx = rng.permutation(idx)
-        model.train()
-        report.lr.append(opt.lr)
-        for b in range(0, len(idx), batch_size):
-            sel = idx[b : b + batch_size]
-            loss = cross_entropy(model(Tensor(data.x_train[sel])), data.y_train[sel])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        report.examples.append(len(idx))
-        report.val_acc.append(accuracy_on(model, data.x_val, data.y_val))
-        report.val_loss.append(float(per_example_loss(model, data.x_val, data.y_val).mean()))
-        score = -report.val_loss[-1]
-        warming = curriculum and len(idx) < len(data.y_train)  # judge only once all data is in
-        if early is not None and not warming:
-            stop = early.step(score, epoch)
-            if early.best_epoch == epoch:
-                best_state = model.state_dict()
-            if stop:
-                report.events.append(f"epoch {epoch + 1}: early stop (best epoch "
-                                     f"{early.best_epoch + 1})")
-                break
-        if sched is not None and not warming and sched.step(score):
-            report.events.append(f"epoch {epoch + 1}: plateau, lr -> {opt.lr:.2e}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        report.best_epoch = early.best_epoch + 1
-    else:
-        report.best_epoch = report.epochs
-    report.test_acc = accuracy_on(model, data.x_test, data.y_test)
-    return model, report
-
-
-def fixed_training(model: Module, data, epochs: int = 30, lr: float = 1e-2, seed: int = 0,
-                   batch_size: int = 32, curriculum: bool = False):
-    """The baseline: constant learning rate and a fixed number of epochs. Returns a trained
-    copy of `model` and its TrainingReport."""
-    name = "fixed + curriculum" if curriculum else "fixed"
-    return _train_loop(copy.deepcopy(model), data, epochs, lr, seed, batch_size,
-                       TrainingReport(name), curriculum=curriculum)
-
-
-def adaptive_training(
-    model: Module, data, epochs: int = 30, lr: float = 1e-2, seed: int = 0, batch_size: int = 32,
-    patience: int = 5, plateau_patience: int = 2, factor: float = 0.3, curriculum: bool = False,
-):
-    """Training that adapts to progress: lr cut on plateaus, early stopping with the best
-    weights restored, optionally an easy-first curriculum. Returns (trained copy, report)."""
-    name = "adaptive + curriculum" if curriculum else "adaptive"
-    return _train_loop(copy.deepcopy(model), data, epochs, lr, seed, batch_size,
-                       TrainingReport(name), early=EarlyStopping(patience), plateau=True,
-                       curriculum=curriculum, factor=factor, plateau_patience=plateau_patience)
-
-
-# %% cell 77: uncertainty
-def uncertainty(probs: np.ndarray) -> np.ndarray:
-    """Margin uncertainty 1 - (top probability - second probability) of each row."""
-    probs = np.asarray(probs)
-    if probs.ndim != 2 or probs.shape[1] < 2:
-        raise ValueError(f"uncertainty needs (N, C >= 2) probabilities, got shape {probs.shape}")
-    top2 = np.sort(probs, axis=1)[:, -2:]  # (N, 2): second, first
-    return 1.0 - (top2[:, 1] - top2[:, 0])
-
-
-# %% cell 78: export
-@dataclass
-class ActiveLearningResult:
-    strategy: str
-    labels: list  # labelled examples after each round
-    test_acc: list  # test accuracy of the model trained on them
-
-
-def active_learning(
-    build_fn: Callable, data, strategy: str = "uncertainty", initial: int = 20, query: int = 20,
-    rounds: int = 6, epochs: int = 30, lr: float = 3e-3, seed: int = 0,
-) -> ActiveLearningResult:
-    """Pool-based active learning on data.x_train: train a fresh model on the labelled set,
-    label the `query` pool examples it is least sure of (or random ones), repeat."""
-    if strategy not in ("uncertainty", "random"):
-        raise ValueError(f"strategy must be 'uncertainty' or 'random', got {strategy!r}")
-    rng = np.random.default_rng(seed)
-    n = len(data.y_train)
-    labelled = [int(i) for i in rng.choice(n, size=initial, replace=False)]
-    res = ActiveLearningResult(strategy, [], [])
-    for r in range(rounds + 1):
-        manual_seed(seed)
-        model = build_fn()
-        opt = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-        loader = DataLoader(TensorDataset(data.x_train[labelled], data.y_train[labelled]),
-                            batch_size=16, shuffle=True, seed=seed)
-        model.train()
-        for _ in range(epochs):
-            for xb, yb in loader:
-                loss = cross_entropy(model(Tensor(xb)), yb)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        res.labels.append(len(labelled))
-        res.test_acc.append(accuracy_on(model, data.x_test, data.y_test))
-        if r == rounds:
-            break
-        pool = np.setdiff1d(np.arange(n), labelled)
-        if strategy == "random":
-            pick = rng.choice(pool, size=query, replace=False)
-        else:
-            z = predict(model, data.x_train[pool]).astype(np.float64)
-            p = np.exp(z - z.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)  # (pool, C) softmax
-            pick = pool[np.argsort(-uncertainty(p), kind="stable")[:query]]
-        labelled.extend(int(i) for i in pick)
-    return res
+    remaining layer to float32 (tinytorch.tuning.mixed_precision, sized by `model_bytes`)."""
+    return _mixed_precision.accuracy_aware_quantize(model, data, tolerance, bits, per_channel,
+                                                    seed, size_fn=model_bytes)
+
+
+# The digits MLP loses nothing to INT8 or INT4 on the validation set, so there is nothing to
+# repair. The CNN is different: it has few filters, and INT4 weights cost it accuracy. Take the
+# zoo's trained CNN (the weights `zoo.train_digits("cnn", seed=0)` produces, shipped with the
+# package so no time goes to training: `load_pretrained("zoo_digits_cnn")`) and ask for at most
+# half a point of loss with 4-bit weights:

@@ -74,7 +74,10 @@ class Probe:
 
             judges = judging.load_for(self.module_id)
             pristine = judges.draw(self.check_id, self.seed)
-            judging.verdict(judges, self.check_id, pristine, self.outputs, None, local=True)
+            # through the same codec as in grading: the judge sees exactly what it would see
+            # there (numpy scalars as 0-d arrays, tuples as lists, ...)
+            outputs = decode(encode(self.outputs))
+            judging.verdict(judges, self.check_id, pristine, outputs, None, local=True)
         return False
 
 

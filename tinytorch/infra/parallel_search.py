@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from tinytorch.autotuning import SearchResult, Trial, _Runner, grid, halving_plan
+from tinytorch.tuning.search import SearchResult, Trial, _Runner, grid, halving_plan
 
 __all__ = ["TrialTask", "parallel_successive_halving"]
 
