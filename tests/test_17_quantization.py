@@ -734,3 +734,112 @@ def test_bench_quick_runs_and_writes_valid_json(tmp_path):
     assert data["bench"] == "quantization" and data["quick"] is True
     assert {"mlp", "cnn"} <= set(data["results"])
     assert "PASS" in proc.stdout or "FAIL" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- the judges
+def _judge_module():
+    """(the module's Judges, the judge file as a module: its numpy reference)."""
+    import importlib.util
+
+    path = ROOT / "modules" / "17_quantization" / "judge.py"
+    spec = importlib.util.spec_from_file_location("judge_17_quantization", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.judges, mod
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.floats(-50, 0, allow_subnormal=False), st.floats(0, 50, allow_subnormal=False), bits_st,
+    st.booleans(), hnp.arrays(np.float32, st.integers(1, 50), elements=finite32),
+)
+def test_judge_reference_is_the_module_arithmetic(lo, hi, bits, symmetric, x):
+    """The judge's numpy reference gives the module's exact scales, zero points and codes."""
+    _, ref = _judge_module()
+    qp = compute_qparams(lo, hi, bits=bits, symmetric=symmetric)
+    scale, zp = ref.ref_qparams(lo, hi, bits, symmetric)
+    assert np.array_equal(qp.scale, scale) and np.array_equal(qp.zero_point, zp)
+    codes = ref.ref_quantize(x, scale, zp, bits, symmetric)
+    np.testing.assert_array_equal(quantize(x, qp), codes)
+    np.testing.assert_array_equal(dequantize(codes, qp), ref.ref_dequantize(codes, scale, zp))
+
+
+def test_judge_float_predictions_are_the_shipped_models():
+    """The judge's numpy forward of the shipped digits models predicts what tinytorch does."""
+    from tinytorch.core.pretrained import load_pretrained
+
+    _, ref = _judge_module()
+    mlp_pred, cnn_pred, labels = ref.float_predictions()
+    x_flat, y = load_digits("test")
+    x_img, _ = load_digits_images("test")
+    assert np.array_equal(labels, y)
+    with no_grad():
+        mlp = load_pretrained("digits_mlp_256")(x_flat).data.argmax(1)
+        cnn = load_pretrained("digits_cnn")(x_img).data.argmax(1)
+    assert (mlp_pred == mlp).mean() > 0.995 and (cnn_pred == cnn).mean() > 0.995
+
+
+def test_every_grade_cell_has_a_judge_and_inputs_draw_fresh():
+    """Every grade cell of the module is judged; two seeds draw different inputs."""
+    from tito.modules import load_module
+    from tito.source import parse_source
+
+    judges, _ = _judge_module()
+    grade_ids = {c.grade_id for c in parse_source(load_module(ROOT / "modules" /
+                                                             "17_quantization")).cells
+                 if c.is_grade}
+    assert grade_ids == set(judges.checks)
+    a, b = judges.draw("int4_pack_roundtrip", 1), judges.draw("int4_pack_roundtrip", 2)
+    assert not np.array_equal(a["q5"], b["q5"]) or a["q5"].shape != b["q5"].shape
+
+
+def test_a_check_that_needs_an_unfinished_exercise_names_it():
+    """A grade cell that runs another exercise (here: the integer kernels, exercise 5) stops with
+    'complete exercise 5, ...' instead of a bare NotImplementedError or NameError."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from wrong_versions.runner import module_cells, split_grade_cell
+
+    ns: dict = {"__name__": "__main__"}
+    failures = {}
+    for cell in module_cells("17_quantization"):
+        if cell.cell_type != "code" or "demo" in (cell.metadata.get("tags") or ()):
+            continue
+        body = split_grade_cell(cell)[0] if cell.is_grade else cell.body
+        if cell.grade_id == "integer_kernels":  # the released stub of exercise 5
+            start = body.index("    ### BEGIN SOLUTION\n    acc =")
+            body = body.replace(body[start:body.index("    return acc\n")],
+                                "    raise NotImplementedError()\n")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(body, cell.grade_id or "cell", "exec"), ns)
+        except Exception as exc:  # noqa: BLE001 -- the failures are what we look at
+            failures[cell.grade_id] = f"{type(exc).__name__}: {exc}"
+    needing = ("quantized_linear_matches_float_reference", "digits_int8_accuracy_within_one_point")
+    for cell in needing:
+        assert "complete exercise 5, `int8_matmul / requantize`" in failures[cell], failures
+
+
+def test_require_reaches_every_exercise_on_the_reference():
+    """The notebook's `_require(N)` (first line of each measurement cell) runs on the solved
+    notebook, and on an unfinished exercise names it."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from wrong_versions.runner import module_cells
+
+    ns: dict = {"__name__": "__main__"}
+    for cell in module_cells("17_quantization"):
+        if cell.cell_type == "code" and not cell.is_grade and "demo" not in (
+            cell.metadata.get("tags") or ()
+        ):
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(cell.body, ns)
+    ns["_require"](1, 2, 3, 4, 5, 6, 7, 8)
+
+    exec("def pack_int4(q):\n    raise NotImplementedError()\n", ns)  # the released stub
+    with pytest.raises(RuntimeError, match=r"complete exercise 7, `pack_int4 / unpack_int4`"):
+        ns["_require"](6, 7)

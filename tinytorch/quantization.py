@@ -827,7 +827,7 @@ class Quantizer:
         return convert(prepared)
 
 
-# %% cell 50: int4_packing
+# %% cell 51: int4_packing
 def pack_int4(q: np.ndarray) -> np.ndarray:
     """int8 codes in [-8, 7] (any shape) -> uint8 bytes, two codes per byte (flattened)."""
     q = np.asarray(q)
@@ -856,7 +856,7 @@ def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
     return nib[:count].astype(np.int8)
 
 
-# %% cell 54: size_accounting
+# %% cell 55: size_accounting
 def state_nbytes(model: Module) -> int:
     """Bytes of every array in `model.state_dict()` (what the model holds in memory)."""
     return int(sum(a.nbytes for a in model.state_dict().values()))
@@ -949,7 +949,7 @@ def plot_size_report(rows: list[LayerSize], title: str = "bytes per layer"):
     return fig
 
 
-# %% cell 60: export
+# %% cell 61: export
 DEPLOY_HINT = "pip install tinytorch[deploy]"  # the optional extra with onnx + onnxruntime
 
 
@@ -1057,11 +1057,23 @@ def _onnx_weight(layer: _QuantizedLayer, weight_type: str) -> tuple[np.ndarray, 
     return (layer.weight.astype(np.int16) + 128).astype(np.uint8), 128
 
 
+def _exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact int64 `a @ b` of small integer codes: float64 BLAS while every sum fits in 2^53
+    (|a|, |b| <= 255 and K < 2^37), numpy's integer loop otherwise."""
+    a_max = int(np.abs(a.astype(np.int64)).max(initial=0))
+    b_max = int(np.abs(b.astype(np.int64)).max(initial=0))
+    if a.shape[1] * a_max * b_max < 2**53:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
 def saturating_pair_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, K) uint8 @ (K, C) int8 as AVX2's `vpmaddubsw` + `vpmaddwd` compute it.
 
     Products of adjacent k (0 and 1, 2 and 3, ...) are added and **saturated to int16**; the
     pair sums are then added in int32. Equals the exact product when no pair leaves int16.
+    Computed as the exact product plus, for the (pair, column) entries whose weights can push a
+    pair sum out of int16 at all, the amount the clamp removes.
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype != np.uint8 or b.dtype != np.int8:
@@ -1072,13 +1084,24 @@ def saturating_pair_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if k % 2:  # the kernel pads K with zeros
         a = np.concatenate([a, np.zeros((n, 1), np.uint8)], axis=1)  # (N, K + 1)
         b = np.concatenate([b, np.zeros((1, b.shape[1]), np.int8)])  # (K + 1, C)
+    acc = _exact_int_matmul(a, b)  # (N, C) int64
     b2 = b.astype(np.int32).reshape(-1, 2, b.shape[1])  # (K/2, 2, C)
-    acc = np.empty((n, b.shape[1]), np.int64)
-    rows = max(1, 2**22 // max(1, b2.shape[0] * b2.shape[2]))  # bound the (rows, K/2, C) block
+    # a pair of uint8 codes (0..255) reaches 255 * (sum of its positive weights) at most
+    reach_hi = 255 * np.maximum(b2, 0).sum(axis=1)  # (K/2, C)
+    reach_lo = 255 * np.minimum(b2, 0).sum(axis=1)
+    j, c = np.nonzero((reach_hi > INT16_MAX) | (reach_lo < INT16_MIN))  # (M,) risky entries
+    if j.size == 0:
+        return acc.astype(np.int32)
+    order = np.argsort(c, kind="stable")
+    j, c = j[order], c[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])  # first entry of each column
+    w0, w1 = b2[j, 0, c], b2[j, 1, c]  # (M,)
+    rows = max(1, 2**22 // j.size)  # bound the (rows, M) block
     for s in range(0, n, rows):
         a2 = a[s : s + rows].astype(np.int32).reshape(-1, b2.shape[0], 2)  # (r, K/2, 2)
-        pair = a2[:, :, 0, None] * b2[None, :, 0] + a2[:, :, 1, None] * b2[None, :, 1]
-        acc[s : s + rows] = np.clip(pair, INT16_MIN, INT16_MAX).sum(axis=1)  # (r, C)
+        pair = a2[:, j, 0] * w0 + a2[:, j, 1] * w1  # (r, M)
+        cut = np.clip(pair, INT16_MIN, INT16_MAX) - pair  # (r, M): 0 where the pair fits
+        acc[s : s + rows, c[starts]] += np.add.reduceat(cut, starts, axis=1)  # (r, columns)
     return acc.astype(np.int32)
 
 
@@ -1087,7 +1110,7 @@ def _engine_accumulator(a: np.ndarray, za: int, w: np.ndarray, zw: int | None, k
     if kernel == "avx2" and w.dtype == np.int8:
         raw = saturating_pair_matmul(a, w).astype(np.int64)
     else:  # uint8 x uint8 (int16 x int16 -> int32 pairs) and VNNI: exact
-        raw = a.astype(np.int64) @ w.astype(np.int64)
+        raw = _exact_int_matmul(a, w)
     zw = zw or 0
     acc = raw - za * w.astype(np.int64).sum(axis=0) - zw * a.astype(np.int64).sum(axis=1)[:, None]
     return (acc + a.shape[1] * za * zw).astype(np.int32)  # (N, C)
