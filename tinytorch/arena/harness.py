@@ -287,8 +287,9 @@ class Evaluator:
         try:
             for p in procs:
                 _expect_ready(p)
+            picks = rng.permutation(len(warm))  # no warm-up input twice (up to 180 of them)
             for k in range(lim.warmup):
-                x = warm[rng.integers(len(warm))][None, :]
+                x = warm[picks[k % len(warm)]][None, :]
                 for p in procs:
                     _ask(p, x, k)
             query = lim.warmup
