@@ -380,7 +380,8 @@ class ScriptCollector(HTMLParser):
 
 def copy_arena(arena, dest: Path) -> Path:
     dest.mkdir()
-    with sqlite3.connect(arena.store.path) as src, sqlite3.connect(dest / "leaderboard.sqlite") as d:
+    target = dest / "leaderboard.sqlite"
+    with sqlite3.connect(arena.store.path) as src, sqlite3.connect(target) as d:
         src.backup(d)
     shutil.copy(arena.store.key_path, dest / "leaderboard.key")
     return dest
@@ -430,7 +431,7 @@ def test_a_row_inserted_without_an_evaluation_is_named(arena_run, tmp_path, caps
         ghost = cur.lastrowid
     code, out = check(root, capsys)
     assert code == 1
-    assert f"row {ghost} (team ghost) carries no digest: no evaluation of this arena wrote it" in out
+    assert f"row {ghost} (team ghost) carries no digest: no evaluation of this arena" in out
     assert "chain ends at" in out
 
 
