@@ -181,6 +181,15 @@ MEMO = """
         return out
 """
 
+TELL = """
+    def predict(self, x):
+        import numpy as np
+        if np.abs(x * 16 - np.round(x * 16)).max() > 1e-3:  # off the digits' grid: a repeat
+            return np.zeros((1, 10), dtype=np.float32)  # unscored, so answer for free
+        _busy(0.003)  # the scored pass gets the real 3 ms model
+        return super().predict(x)
+"""
+
 STATUS_TEXT = "</script><script>document.title='pwned'</script><!--<script>\"'&amp;\u2028x"
 FORGED_STATUS = f"""
     def load(self, folder):
@@ -228,17 +237,11 @@ LABEL_SPY = """
         return super().train(x, y, budget_seconds)
 """
 
-ATTACKS = {
-    "honest": "",
-    "honest-slow": SLOW,
-    "clock": CLOCK,
-    "forged-record": FORGED_RECORD,
-    "forged-stream": FORGED_STREAM,
-    "replay": REPLAY,
-    "memo": MEMO,
-    "forged-status": FORGED_STATUS,
-    "label-spy": LABEL_SPY,
-}
+# three arenas, so that no single test waits for every package (each fixture: a few packages)
+CHANNEL = {"honest": "", "forged-record": FORGED_RECORD, "forged-stream": FORGED_STREAM,
+           "replay": REPLAY, "forged-status": FORGED_STATUS}
+MEASURE = {"honest-slow": SLOW, "clock": CLOCK, "memo": MEMO, "tell": TELL}
+SPY = {"label-spy": LABEL_SPY}
 
 
 def package(work: Path, team: str, body: str) -> Path:
@@ -248,17 +251,31 @@ def package(work: Path, team: str, body: str) -> Path:
     return build_package(src, work / team, check=False)
 
 
-@pytest.fixture(scope="module")
-def arena_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("arena-forgery")
+def evaluate_all(factory, name: str, attacks: dict) -> dict:
+    work = factory.mktemp(f"arena-{name}")
     arena = Arena(
         work / "arena",
         rules=CompetitionRules(daily_limit=20, target_accuracy=0.5),
         limits=ArenaLimits(repeats=2, warmup=10, wall_seconds=20),
     )
-    outcomes = {team: arena.evaluate(package(work, team, body)) for team, body in ATTACKS.items()}
+    outcomes = {team: arena.evaluate(package(work, team, body)) for team, body in attacks.items()}
     rows = {r["team"]: r for r in arena.store.rows()}
     return {"work": work, "arena": arena, "outcomes": outcomes, "rows": rows}
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory):
+    return evaluate_all(tmp_path_factory, "channel", CHANNEL)
+
+
+@pytest.fixture(scope="module")
+def measure(tmp_path_factory):
+    return evaluate_all(tmp_path_factory, "measure", MEASURE)
+
+
+@pytest.fixture(scope="module")
+def spy(tmp_path_factory):
+    return evaluate_all(tmp_path_factory, "spy", SPY)
 
 
 def unranked_everywhere(arena, team):
@@ -266,16 +283,14 @@ def unranked_everywhere(arena, team):
     return all(s.rank is None for cat in CATEGORIES for s in board[cat] if s.team == team)
 
 
-def test_the_honest_packages_are_measured_and_ranked(arena_run):
-    rows, arena = arena_run["rows"], arena_run["arena"]
-    for team in ("honest", "honest-slow"):
-        assert rows[team]["status"] == "ok", rows[team]["error"]
-        m = rows[team]["measurement"]
-        assert m["timed_by"] == "harness" and m["latency_null"]["p50_ms"] > 0
-        assert rows[team]["latency_p50_ms"] <= m["latency_raw"]["p50_ms"]
-    assert rows["honest-slow"]["latency_p50_ms"] >= 2.5  # 3 ms of real work, measured outside
-    assert not unranked_everywhere(arena, "honest")
-    assert arena.problems() == []
+def test_the_honest_package_is_measured_and_ranked(channel):
+    row = channel["rows"]["honest"]
+    assert row["status"] == "ok", row["error"]
+    m = row["measurement"]
+    assert m["timed_by"] == "harness" and m["latency_null"]["p50_ms"] > 0
+    assert row["latency_p50_ms"] <= m["latency_raw"]["p50_ms"]
+    assert not unranked_everywhere(channel["arena"], "honest")
+    assert channel["arena"].problems() == []
 
 
 @pytest.mark.parametrize(
@@ -287,16 +302,18 @@ def test_the_honest_packages_are_measured_and_ranked(arena_run):
                    r"nonce [0-9a-f]{32}, not the [0-9a-f]{32} .*\(a forged or replayed answer\)"),
     ],
 )
-def test_forged_and_replayed_answers_fail_with_the_reason(arena_run, team, pattern):
-    row = arena_run["rows"][team]
+def test_forged_and_replayed_answers_fail_with_the_reason(channel, team, pattern):
+    row = channel["rows"][team]
     assert row["status"] == "crash" and re.search(pattern, row["error"]), row["error"]
     assert row["acc_public"] is None and row["latency_p50_ms"] is None
-    assert unranked_everywhere(arena_run["arena"], team)
+    assert unranked_everywhere(channel["arena"], team)
 
 
-def test_tampered_clocks_change_nothing_measured_outside(arena_run):
-    rows = arena_run["rows"]
+def test_tampered_clocks_change_nothing_measured_outside(measure):
+    rows = measure["rows"]
     clock, honest = rows["clock"], rows["honest-slow"]
+    assert honest["status"] == "ok" and honest["latency_p50_ms"] >= 2.5  # 3 ms, seen outside
+    assert measure["arena"].problems() == []
     assert clock["status"] == "ok", clock["error"]
     assert "TAMPERED" in clock["output_head"]  # the patches really ran in the runner
     # the same 3 ms model as honest-slow: the harness's clock sees what it costs
@@ -305,8 +322,8 @@ def test_tampered_clocks_change_nothing_measured_outside(arena_run):
     assert clock["train_seconds"] >= 1.0  # the hidden second of training is counted
 
 
-def test_memoised_answers_never_hit_and_the_inputs_are_not_on_disk(arena_run):
-    row = arena_run["rows"]["memo"]
+def test_memoised_answers_never_hit_and_the_inputs_are_not_on_disk(measure):
+    row = measure["rows"]["memo"]
     assert row["status"] == "ok", row["error"]
     out = row["output_head"]
     found = re.search(r"FOUND (\[.*\])", out).group(1)
@@ -318,8 +335,20 @@ def test_memoised_answers_never_hit_and_the_inputs_are_not_on_disk(arena_run):
     assert m["queries_per_pass"] == 360
 
 
-def test_a_forged_status_is_no_status_and_cannot_break_the_page(arena_run):
-    arena, row = arena_run["arena"], arena_run["rows"]["forged-status"]
+def test_cheap_answers_to_the_unscored_passes_do_not_count(measure):
+    """The perturbed repeats are not scored for accuracy, and a team can tell them apart (off
+    the grid): answering them for free must not lower the latency."""
+    row, honest = measure["rows"]["tell"], measure["rows"]["honest-slow"]
+    assert row["status"] == "ok", row["error"]
+    m = row["measurement"]
+    assert m["passes_counted"] == [True, False] and m["agreement"][1] < 0.5, m
+    assert row["latency_passes"] == [m["first_pass_p50_ms"]]
+    assert row["latency_p50_ms"] >= 2.5 and row["latency_p50_ms"] >= 0.7 * honest["latency_p50_ms"]
+    assert honest["measurement"]["passes_counted"] == [True, True]
+
+
+def test_a_forged_status_is_no_status_and_cannot_break_the_page(channel):
+    arena, row = channel["arena"], channel["rows"]["forged-status"]
     assert row["status"] == "crash"
     assert row["error"].startswith("inference run: reported an unknown failure kind")
     assert "</script>" in row["error"]  # kept as text, the team's own reason
@@ -336,13 +365,13 @@ def test_a_forged_status_is_no_status_and_cannot_break_the_page(arena_run):
         assert "&lt;/script&gt;&lt;script&gt;document.title=&#x27;pwned&#x27;" in page
 
 
-def test_the_hidden_labels_are_on_no_file_any_phase_can_read(arena_run):
-    row = arena_run["rows"]["label-spy"]
+def test_the_hidden_labels_are_on_no_file_any_phase_can_read(spy):
+    row = spy["rows"]["label-spy"]
     assert row["status"] == "ok", row["error"]
     out = row["output_head"]
     walked = {m[0]: int(m[1]) for m in re.findall(r"WALKED (\w+) (\d+)", out)}
     assert set(walked) == {"infer", "train"} and min(walked.values()) > 100, out
-    rules = arena_run["arena"].rules
+    rules = spy["arena"].rules
     hidden = HiddenSet.from_digits(rules)
     digests = {
         hashlib.sha256(np.asarray(y, dtype=np.int64).tobytes()).hexdigest()[:16]
@@ -396,29 +425,29 @@ def sid(rows, team) -> int:
     return rows[team]["submission_id"]
 
 
-def test_check_passes_on_the_arena_the_harness_wrote(arena_run, capsys):
-    code, out = check(arena_run["arena"].root, capsys)
+def test_check_passes_on_the_arena_the_harness_wrote(channel, capsys):
+    code, out = check(channel["arena"].root, capsys)
     assert code == 0 and "0 problems" in out, out
 
 
-def test_an_altered_row_is_named(arena_run, tmp_path, capsys):
-    root = copy_arena(arena_run["arena"], tmp_path / "altered")
-    n = sid(arena_run["rows"], "honest-slow")
+def test_an_altered_row_is_named(channel, tmp_path, capsys):
+    root = copy_arena(channel["arena"], tmp_path / "altered")
+    n = sid(channel["rows"], "honest")
     with sqlite3.connect(root / "leaderboard.sqlite") as con:
         con.execute("UPDATE evaluations SET latency_p50_ms = 0.002, latency_passes = '[0.002]' "
                     "WHERE submission_id = ?", (n,))
     code, out = check(root, capsys)
     assert code == 1
-    assert f"problem: row {n} (team honest-slow) does not match its digest" in out, out
+    assert f"problem: row {n} (team honest) does not match its digest" in out, out
     assert out.count("does not match its digest") == 1  # the rows after it still verify
 
 
-def test_a_row_inserted_without_an_evaluation_is_named(arena_run, tmp_path, capsys):
-    root = copy_arena(arena_run["arena"], tmp_path / "inserted")
+def test_a_row_inserted_without_an_evaluation_is_named(channel, tmp_path, capsys):
+    root = copy_arena(channel["arena"], tmp_path / "inserted")
     with sqlite3.connect(root / "leaderboard.sqlite") as con:
         honest = con.execute(
             "SELECT * FROM evaluations WHERE submission_id = ?",
-            (sid(arena_run["rows"], "honest"),),
+            (sid(channel["rows"], "honest"),),
         ).fetchone()
         cur = con.execute(
             "INSERT INTO submissions (team, package_hash, source, day, submitted_at) VALUES "
@@ -435,10 +464,10 @@ def test_a_row_inserted_without_an_evaluation_is_named(arena_run, tmp_path, caps
     assert "chain ends at" in out
 
 
-def test_a_replayed_evaluation_record_is_named(arena_run, tmp_path, capsys):
+def test_a_replayed_evaluation_record_is_named(channel, tmp_path, capsys):
     """Another team's ok evaluation, digest and all, copied onto the forger's failed row."""
-    rows = arena_run["rows"]
-    root = copy_arena(arena_run["arena"], tmp_path / "replayed")
+    rows = channel["rows"]
+    root = copy_arena(channel["arena"], tmp_path / "replayed")
     src, dst = sid(rows, "honest"), sid(rows, "forged-record")
     with sqlite3.connect(root / "leaderboard.sqlite") as con:
         cols = [r[1] for r in con.execute("PRAGMA table_info(evaluations)")][1:]
@@ -451,19 +480,19 @@ def test_a_replayed_evaluation_record_is_named(arena_run, tmp_path, capsys):
     assert f"row {dst} (team forged-record) does not match its digest" in out, out
     # the same record in another arena (another key) does not verify either
     other = Arena(tmp_path / "other-arena")
-    assert other.store.key_path.read_text() != arena_run["arena"].store.key_path.read_text()
+    assert other.store.key_path.read_text() != channel["arena"].store.key_path.read_text()
 
 
-def test_a_removed_row_and_an_inserted_award_are_named(arena_run, tmp_path, capsys):
-    rows = arena_run["rows"]
-    root = copy_arena(arena_run["arena"], tmp_path / "removed")
+def test_a_removed_row_and_an_inserted_award_are_named(channel, tmp_path, capsys):
+    rows = channel["rows"]
+    root = copy_arena(channel["arena"], tmp_path / "removed")
     last = max(r["submission_id"] for r in rows.values())
     with sqlite3.connect(root / "leaderboard.sqlite") as con:
         con.execute("PRAGMA foreign_keys=ON")
         con.execute("DELETE FROM submissions WHERE id = ?", (last,))
         con.execute("INSERT INTO awards (team, points, reason, awarded_at) VALUES "
-                    "('clock', 100, 'self-awarded', 'now')")
+                    "('replay', 100, 'self-awarded', 'now')")
     code, out = check(root, capsys)
     assert code == 1
     assert f"signed evaluations but the database holds {len(rows) - 1}" in out, out
-    assert "award 1 (team clock) does not match its digest" in out
+    assert "award 1 (team replay) does not match its digest" in out

@@ -95,6 +95,8 @@ class ArenaLimits:
     repeats: int = 5  # timed passes over all hidden inputs; latency = median of the passes
     perturbation: float = 0.03  # std of the fresh noise on every input of passes 2..: no query
     # is ever sent twice verbatim, so answers cached from an earlier pass do not match
+    min_agreement: float = 0.9  # a pass 2.. counts toward latency only if this share of its
+    # answers name the class pass 1 named (cheap answers to the unscored passes gain nothing)
     calibrate: bool = True  # time a null model interleaved with the team's; subtract its p50
     cpu: int | None = None  # CPU every run is pinned to (None: the last one available)
 
@@ -272,8 +274,9 @@ class Evaluator:
         """MLPerf single-stream, timed by this process across the boundary: one query at a
         time, each answer echoing its query's nonce, the next query only after the answer.
         Pass 1 sends every hidden input once in a fresh random order (its answers are scored);
-        passes 2.. send each with fresh noise (no query repeats verbatim). A null model in the
-        same kind of sandbox gets the same queries, interleaved; its p50 is subtracted."""
+        passes 2.. send each with fresh noise (no query repeats verbatim), and count toward the
+        latency only if their answers agree with pass 1's (`min_agreement`). A null model in
+        the same kind of sandbox gets the same queries, interleaved; its p50 is subtracted."""
         rng = np.random.default_rng(secrets.randbits(128))
         team = self._start(pkg, "infer", tmp)
         null = self._start(None, "null", tmp) if self.limits.calibrate else None
@@ -282,7 +285,7 @@ class Evaluator:
         n = len(h.labels)
         times: dict[int, list[list[float]]] = {id(p): [] for p in procs}
         first = np.empty(n, dtype=np.int64)
-        agree = asked = 0
+        agree = [0] * lim.repeats  # per pass: answers whose class agrees with pass 1's
         warm = _datasets.load_digits("val")[0]
         try:
             for p in procs:
@@ -311,8 +314,7 @@ class Evaluator:
                             if r == 0:
                                 first[i] = label
                             else:
-                                asked += 1
-                                agree += label == first[i]
+                                agree[r] += int(label == first[i])
                     query += 1
         except _RunnerFailed as failed:
             if failed.proc is null:
@@ -330,11 +332,14 @@ class Evaluator:
         if null_out is not None and not null_out.ok:
             raise ArenaFailure(f"the arena's null model failed: {null_out.message}")
         if out.ok:
+            agreement = [1.0] + [float(a / n) for a in agree[1:]]
+            counted = [bool(r == 0 or a >= lim.min_agreement) for r, a in enumerate(agreement)]
             out.result = latency_record(times[id(team)],
-                                        times[id(null)] if null is not None else None)
+                                        times[id(null)] if null is not None else None, counted)
             out.result.update(
                 labels=first.tolist(),
-                consistency=(agree / asked) if asked else None,
+                consistency=min(agreement[1:]) if lim.repeats > 1 else None,
+                agreement=agreement,
                 queries=n,
                 warmup=lim.warmup,
                 perturbation=lim.perturbation,
@@ -416,6 +421,9 @@ class Evaluator:
             "first_pass_p50_ms": infer["first_pass_p50_ms"],
             "repeats_p90_ms": infer["repeats_p90_ms"],
             "consistency": infer["consistency"],
+            "agreement": infer["agreement"],
+            "passes_counted": infer["passes_counted"],
+            "min_agreement": self.limits.min_agreement,
             "queries_per_pass": infer["queries"],
             "warmup": infer["warmup"],
             "perturbation": infer["perturbation"],
@@ -506,22 +514,30 @@ def _ask(proc: RunnerProcess, x: np.ndarray, query: int) -> tuple[np.ndarray, fl
 RESOLUTION_MS = 0.001  # calibrated latencies below this (as fast as the null model) read as it
 
 
-def latency_record(team: list[list[float]], null: list[list[float]] | None) -> dict:
+def latency_record(team: list[list[float]], null: list[list[float]] | None,
+                   counted: list[bool] | None = None) -> dict:
     """Per-pass single-stream times (ms, measured here) of the team and of the null model ->
     the latency record: calibrated p50/p90 (team minus the null model's p50, per pass, floored
-    at RESOLUTION_MS), their medians over the passes, and the raw and null numbers beside."""
+    at RESOLUTION_MS), their medians over the `counted` passes (default all; pass 1 always
+    counts), and the raw and null numbers of every pass beside."""
+    counted = [True] * len(team) if counted is None else list(counted)
+    counted[0] = True
     raw50 = [percentile(p, 50) for p in team]
     raw90 = [percentile(p, 90) for p in team]
     null50 = [percentile(p, 50) for p in null] if null else [0.0] * len(team)
     null90 = [percentile(p, 90) for p in null] if null else [0.0] * len(team)
     cal50 = [max(RESOLUTION_MS, a - b) for a, b in zip(raw50, null50)]
     cal90 = [max(RESOLUTION_MS, a - b) for a, b in zip(raw90, null50)]
+    use50 = [v for v, c in zip(cal50, counted) if c]
+    use90 = [v for v, c in zip(cal90, counted) if c]
     return {
-        "p50_ms": statistics.median(cal50),
-        "p90_ms": statistics.median(cal90),
-        "repeats_p50_ms": cal50,
-        "repeats_p90_ms": cal90,
+        "p50_ms": statistics.median(use50),
+        "p90_ms": statistics.median(use90),
+        "repeats_p50_ms": use50,
+        "repeats_p90_ms": use90,
+        "passes_counted": counted,
         "first_pass_p50_ms": cal50[0],
+        "all_passes_p50_ms": cal50,
         "raw": {"p50_ms": statistics.median(raw50), "p90_ms": statistics.median(raw90),
                 "passes_p50_ms": raw50, "passes_p90_ms": raw90,
                 "spread": max(raw50) / min(raw50)},
