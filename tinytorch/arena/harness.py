@@ -4,11 +4,15 @@
     entry = ev.evaluate("my_team/")                # or a .zip -> competition.Entry
     print(entry.status, entry.acc_public, entry.latency_p50_ms)
 
-Per package: read and check it (never executing it), then two sandboxed runs (`sandbox.py`):
-the inference run (packaged weights, MLPerf single-stream latency, predictions on the shuffled
-hidden inputs) and the training run (fresh instance, no weights, `train(x, y, budget)` timed,
-then predictions). Only this process holds the labels; it scores the predictions on the public
-and private parts. Any failure becomes the entry's status with the reason.
+Per package: read and check it (never executing it), then two sandboxed runs (`sandbox.py`),
+driven and measured from this process over the runner's pipes (`protocol.py`): the inference
+run (packaged weights; MLPerf single-stream: this process sends one query at a time with a
+fresh nonce, in a fresh random order, and times each answer itself, interleaved with a null
+model whose p50 is subtracted) and the training run (fresh instance, no weights, `train(x, y,
+budget)` timed from here, then one batch of predictions). Answers are plain `.npy` scores; only
+this process holds the labels and scores them on the public and private parts. Nothing the
+runner reports about itself is used. Any failure becomes the entry's status with the reason.
+See "The arena: measured from outside" in docs/grading.md.
 
 This is what a student runs on their own package. The course tool's `tito.arena.Arena` builds
 on `Evaluator`: it records every evaluation in the SQLite leaderboard and writes the Gradescope
