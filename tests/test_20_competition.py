@@ -441,7 +441,8 @@ def test_public_text_drops_absolute_paths(tmp_path, text, public):
 def test_broken_samples_hurt_nothing_else(samples):
     outcomes = samples["outcomes"]
     hang = outcomes["broken_hang"]
-    assert hang.seconds < HANG_SECONDS + 3, "the hang is killed at the wall limit"
+    # killed HANG_SECONDS after the query it never answered (the runner's start comes first)
+    assert hang.timings["infer"] < HANG_SECONDS + 3, "the hang is killed at the wall limit"
     row = samples["arena"].store.row(outcomes["broken_output"].submission_id)
     assert len(row["output_head"]) < 4096, "megabytes of output are not kept"
     assert not (samples["work"] / "escape-cache.txt").exists()
