@@ -113,7 +113,7 @@ FORGED_RECORD = """
                 os.write(fd, record)
             except OSError:
                 pass
-        super().load(folder)
+        os._exit(0)  # before the runner can say anything else
 """
 
 FORGED_STREAM = """
