@@ -21,6 +21,7 @@ results.json, the performance report and the HTML views.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
@@ -223,6 +224,8 @@ class Evaluator:
             "forbidden_paths": self.forbidden_paths,
         }
         limits = self.limits.for_phase("train" if phase == "train" else "infer", self.rules)
+        if phase == "null":  # the arena's own model: a slow start under load is no hang
+            limits = dataclasses.replace(limits, wall_seconds=max(limits.wall_seconds, 30.0))
         return RunnerProcess(box, spec, limits, self.python, self.sandboxed).start()
 
     def _run(self, pkg: Package, phase: str, tmp: Path) -> RunOutcome:
@@ -263,6 +266,9 @@ class Evaluator:
             return failed.finish()
         except PredictionError as exc:
             return proc.finish(error={"kind": exc.kind, "message": f"predict: {exc}"})
+        except BaseException:  # a bug here, or Ctrl-C: no runner outlives its evaluation
+            proc.abort()
+            raise
         labels = np.empty(n, dtype=np.int64)
         labels[order] = scores.argmax(axis=1)  # back in the hidden set's order
         out = proc.finish(complete=True)
@@ -331,6 +337,10 @@ class Evaluator:
             if null is not None:
                 null.finish(complete=True)
             return team.finish(error={"kind": exc.kind, "message": f"predict: {exc}"})
+        except BaseException:  # a bug here, or Ctrl-C: no runner outlives its evaluation
+            for p in procs:
+                p.abort()
+            raise
         null_out = null.finish(complete=True) if null is not None else None
         out = team.finish(complete=True)
         if null_out is not None and not null_out.ok:

@@ -288,6 +288,11 @@ class RunnerProcess:
         return self._deadline() - time.monotonic()
 
     # -- the end ----------------------------------------------------------------------------
+    def abort(self) -> None:
+        """Kill the runner's process group now (the harness is giving up on this run)."""
+        if self.proc is not None:
+            _kill_group(self.proc.pid)
+
     def finish(self, *, complete: bool = False, error: dict | None = None,
                violation: str = "", closed: bool = False) -> RunOutcome:
         """Stop the runner and classify how it ended. ``complete``: every request was answered
