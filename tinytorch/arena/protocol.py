@@ -143,8 +143,10 @@ def decode_array(data: bytes, shape: tuple, dtypes: tuple[str, ...], what: str =
         raise ProtocolError(
             f"the {what} has dtype {dtype.str} ({dtype}); expected one of {', '.join(dtypes)}"
         )
-    if tuple(got_shape) != tuple(shape) or fortran:
+    if tuple(got_shape) != tuple(shape):
         raise ProtocolError(f"the {what} has shape {tuple(got_shape)}; expected {tuple(shape)}")
+    if fortran:
+        raise ProtocolError(f"the {what} is stored in Fortran order; expected C order")
     expected = stream.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         raise ProtocolError(f"the {what} holds {len(data)} bytes; its header implies {expected}")
