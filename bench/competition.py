@@ -15,6 +15,9 @@
    is the team's minus the null model's (the boundary's own cost). The table shows the null
    model's p50, the team's raw and calibrated p50 and the spread max/min of each across runs.
 
+--quick (what the test suite runs): 2 evaluations each way, 3 runs, 2 timed passes per run
+instead of 5, 7 and the arena's 5.
+
 Targets (PASS/FAIL; a failure exits 1 in full mode):
 - latency spread of one submission across K sandboxed runs (calibrated p50) <= 1.3x
 - harness overhead for a trivial submission <= 3 s
@@ -47,7 +50,7 @@ class Trivial(CompetitionSubmission):
 '''
 
 
-def harness_overhead(work: Path, repeats: int) -> dict:
+def harness_overhead(work: Path, repeats: int, passes: int = 5) -> dict:
     """Medians of each part of ``Arena.evaluate``, behind the OS boundary and without it,
     interleaved (one sandboxed and one plain evaluation per repeat, after a warm-up of each)."""
     src = work / "trivial-src"
@@ -58,7 +61,8 @@ def harness_overhead(work: Path, repeats: int) -> dict:
     for r in range(-1, repeats):  # r = -1: warm-up, not counted
         for sandboxed in (True, False):
             arena = Arena(
-                work / f"arena-{r}-{sandboxed}", limits=ArenaLimits(repeats=5), sandboxed=sandboxed
+                work / f"arena-{r}-{sandboxed}", limits=ArenaLimits(repeats=passes),
+                sandboxed=sandboxed,
             )
             outcome = arena.evaluate(pkg_dir)
             assert outcome.created and outcome.status == "ok", outcome.summary()
@@ -72,11 +76,12 @@ def harness_overhead(work: Path, repeats: int) -> dict:
     }
 
 
-def latency_spread(work: Path, runs: int, sandboxed: bool = True) -> dict:
+def latency_spread(work: Path, runs: int, sandboxed: bool = True, passes: int = 5) -> dict:
     """K separate inference runs of the baseline package: null, raw and calibrated p50/p90."""
     pkg_dir = build_package(sample_dirs()["baseline"], work / f"baseline-{sandboxed}", check=True)
     arena = Arena(
-        work / f"arena-spread-{sandboxed}", limits=ArenaLimits(repeats=5), sandboxed=sandboxed
+        work / f"arena-spread-{sandboxed}", limits=ArenaLimits(repeats=passes),
+        sandboxed=sandboxed,
     )
     cal50, cal90, raw50, raw90, null50, inner, consistency = [], [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +113,7 @@ def latency_spread(work: Path, runs: int, sandboxed: bool = True) -> dict:
         "within_run_spread_max": max(inner),
         "consistency_min": min(consistency),
         "queries_per_pass": len(arena.hidden.labels),
-        "passes": 5,
+        "passes": passes,
     }
 
 
@@ -116,11 +121,12 @@ def main() -> int:
     args = H.parse_args(__doc__.splitlines()[0])
     repeats = H.pick(args, 2, 5)
     runs = H.pick(args, 3, 7)
+    passes = H.pick(args, 2, 5)  # timed passes per inference run (the arena's default: 5)
     with tempfile.TemporaryDirectory(prefix="bench-competition-") as tmp:
         work = Path(tmp)
-        both = harness_overhead(work, repeats)
-        spread = latency_spread(work, runs)
-        plain_spread = latency_spread(work, runs, sandboxed=False)
+        both = harness_overhead(work, repeats, passes)
+        spread = latency_spread(work, runs, passes=passes)
+        plain_spread = latency_spread(work, runs, sandboxed=False, passes=passes)
     over, plain = both["sandboxed"], both["plain"]
     H.print_table(
         ["part of Arena.evaluate (trivial model)", "behind the boundary (s)", "audit hook only (s)",
@@ -149,7 +155,7 @@ def main() -> int:
             )
         ],
         title=f"Baseline latency timed by the harness in {runs} separate sandboxed runs "
-        f"({spread['queries_per_pass']} single-stream queries x 5 passes each, the null "
+        f"({spread['queries_per_pass']} single-stream queries x {passes} passes each, the null "
         "model's answers to the same queries interleaved)",
     )
     print(
