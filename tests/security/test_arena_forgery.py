@@ -190,6 +190,20 @@ TELL = """
         return super().predict(x)
 """
 
+LEAK = """
+    def __init__(self):
+        super().__init__()
+        self.asked = 0
+
+    def predict(self, x):
+        self.asked += 1
+        if self.asked == 1 or self.asked > 10:  # the first warm-up query, then the hidden ones
+            print("LEAK", x.astype("<f4").tobytes().hex(), flush=True)  # (2 KiB are kept)
+        if self.asked == 40:  # after the warm-up: a hidden input, carried out in the reason
+            raise ValueError("EXFIL " + x.astype("<f4").tobytes().hex())
+        return super().predict(x)
+"""
+
 STATUS_TEXT = "</script><script>document.title='pwned'</script><!--<script>\"'&amp;\u2028x"
 FORGED_STATUS = f"""
     def load(self, folder):
@@ -241,7 +255,7 @@ LABEL_SPY = """
 CHANNEL = {"honest": "", "forged-record": FORGED_RECORD, "forged-stream": FORGED_STREAM,
            "replay": REPLAY, "forged-status": FORGED_STATUS}
 MEASURE = {"honest-slow": SLOW, "clock": CLOCK, "memo": MEMO, "tell": TELL}
-SPY = {"label-spy": LABEL_SPY}
+SPY = {"label-spy": LABEL_SPY, "leak": LEAK}
 
 
 def package(work: Path, team: str, body: str) -> Path:
@@ -328,8 +342,9 @@ def test_memoised_answers_never_hit_and_the_inputs_are_not_on_disk(measure):
     out = row["output_head"]
     found = re.search(r"FOUND (\[.*\])", out).group(1)
     assert found == "['submission/weights/weights.npz']", found  # no inputs to precompute
-    assert "HIT" not in out  # no query repeats, exactly or on the digits' grid
-    assert row["latency_p50_ms"] >= 1.5  # every answer paid for the 2 ms model
+    # no query repeats, exactly or on the digits' grid: every answer paid for the 2 ms model
+    # (its "HIT" prints, after the hidden inputs were sent, are not shown back: see LEAK)
+    assert row["latency_p50_ms"] >= 1.5
     m = row["measurement"]
     assert m["perturbation"] > 0 and m["consistency"] > 0.8
     assert m["queries_per_pass"] == 360
@@ -379,6 +394,19 @@ def test_the_hidden_labels_are_on_no_file_any_phase_can_read(spy):
     }
     seen = set(re.findall(r"ARR \w+ ([0-9a-f]{16})", out))
     assert not (seen & digests), "a file the runner can read holds the hidden labels"
+
+
+def test_nothing_printed_or_raised_after_the_hidden_inputs_is_shown_back(spy):
+    row = spy["rows"]["leak"]
+    assert row["status"] == "crash" and "EXFIL" in row["error"], row["error"]
+    assert "[cut: after the hidden inputs were sent" in row["error"]
+    assert len(row["error"]) < 300
+    assert "LEAK" in row["output_head"]  # the warm-up's (validation) inputs: printed, shown
+    hidden = HiddenSet.from_digits(spy["arena"].rules).inputs
+    warm = {r.astype("<f4").tobytes().hex() for r in load_digits("val")[0]}
+    printed = set(re.findall(r"LEAK ([0-9a-f]{512})", row["output_head"]))
+    assert printed and printed <= warm  # only warm-up inputs, printed before the first query
+    assert not printed & {r.astype("<f4").tobytes().hex() for r in hidden}
 
 
 # ------------------------------------------------------------------- the leaderboard itself

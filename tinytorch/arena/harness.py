@@ -257,6 +257,7 @@ class Evaluator:
             order = rng.permutation(n)
             nonce = secrets.token_bytes(protocol.NONCE_BYTES)
             payload = nonce + protocol.encode_array(self.hidden.inputs[order])
+            proc.seal_output()  # nothing it prints from now on is shown back to it
             body, _ = _exchange(proc, protocol.PREDICT, payload, protocol.ANSWER, nonce,
                                 "predictions")
             scores = _decode(proc, lambda: protocol.decode_array(
@@ -265,7 +266,7 @@ class Evaluator:
         except _RunnerFailed as failed:
             return failed.finish()
         except PredictionError as exc:
-            return proc.finish(error={"kind": exc.kind, "message": f"predict: {exc}"})
+            return proc.finish(error={"kind": exc.kind, "message": f"predict: {exc}"}, checked=True)
         except BaseException:  # a bug here, or Ctrl-C: no runner outlives its evaluation
             proc.abort()
             raise
@@ -306,6 +307,7 @@ class Evaluator:
                 for p in procs:
                     _ask(p, x, k)
             query = lim.warmup
+            team.seal_output()  # nothing it prints from now on is shown back to it
             for r in range(lim.repeats):
                 order = rng.permutation(n)
                 xs = h.inputs[order]
@@ -336,7 +338,7 @@ class Evaluator:
         except PredictionError as exc:
             if null is not None:
                 null.finish(complete=True)
-            return team.finish(error={"kind": exc.kind, "message": f"predict: {exc}"})
+            return team.finish(error={"kind": exc.kind, "message": f"predict: {exc}"}, checked=True)
         except BaseException:  # a bug here, or Ctrl-C: no runner outlives its evaluation
             for p in procs:
                 p.abort()

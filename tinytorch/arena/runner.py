@@ -330,6 +330,14 @@ def _plain_scores(out):
     return np.ascontiguousarray(out, dtype="<f8")
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a stream the submission replaced or closed: its own output
+            pass
+
+
 def main(argv: list[str]) -> int:
     spec_path, request_fd, answer_fd = argv[0], int(argv[1]), int(argv[2])
     reporter = _Reporter(answer_fd)
@@ -378,6 +386,7 @@ def main(argv: list[str]) -> int:
             guard.stage = "load"
             sub.load(os.path.join(pkg_dir, "weights"))
             guard.stage = "predict"
+            _flush()  # what it printed so far reaches the harness before the inputs
             reporter.send(protocol.READY, b'{"stage": "load"}')
             query = 0
             while True:
@@ -387,11 +396,13 @@ def main(argv: list[str]) -> int:
                 answer(nonce, check_scores(sub.predict(x), 1, query=query))
                 query += 1
         else:
+            _flush()  # what it printed so far reaches the harness before the inputs
             reporter.send(protocol.READY, b'{"stage": "__init__"}')
             _, nonce = request(protocol.TRAIN)
             guard.stage = "train"
             report = sub.train(train_x, train_y, float(spec["budget_seconds"]))
             stopped = json.dumps({"stopped": str(getattr(report, "stopped", ""))[:40]})
+            _flush()  # what it printed so far reaches the harness before the inputs
             reporter.send(protocol.TRAINED, nonce + stopped.encode("utf-8"))
             _, payload = request(protocol.PREDICT)
             guard.stage = "predict"

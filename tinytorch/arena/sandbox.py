@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -88,6 +89,7 @@ class _CappedReader(threading.Thread):
         self.head_limit, self.tail = head, deque(maxlen=max(1, tail // 4096 + 1))
         self.head = bytearray()
         self.tail_limit = tail
+        self.sealed = False  # once set, nothing more is kept (bytes are still counted)
 
     def run(self) -> None:
         fd = self.stream.fileno()
@@ -101,9 +103,9 @@ class _CappedReader(threading.Thread):
             with self.counter["lock"]:
                 self.counter["n"] += len(chunk)
                 over = self.counter["n"] > self.cap
-            if len(self.head) < self.head_limit:
+            if not self.sealed and len(self.head) < self.head_limit:
                 self.head += chunk[: self.head_limit - len(self.head)]
-            if self.tail_limit:
+            if self.tail_limit and not self.sealed:
                 self.tail.append(chunk[-self.tail_limit :])
             if over:
                 self.on_exceed()
@@ -149,6 +151,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+SEALED_MESSAGE = 120  # characters of a runner's own error text kept once it saw hidden inputs
 SANDBOX_UID = 65534  # who the runner becomes when the host runs the boundary as root
 HIDDEN_DATA = ("datasets/digits.npz",)  # package files no run may read (the test labels)
 
@@ -193,6 +196,7 @@ class RunnerProcess:
         self.proc: subprocess.Popen | None = None
         self.flags = {"output": False, "timeout": False}
         self.violation = ""  # a protocol violation the harness saw ("" if none)
+        self.sealed = False  # the hidden inputs were sent: the runner's own text is cut short
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> RunnerProcess:
@@ -287,6 +291,29 @@ class RunnerProcess:
     def seconds_left(self) -> float:
         return self._deadline() - time.monotonic()
 
+    def seal_output(self, settle: float = 0.5) -> None:
+        """Keep nothing more of what the runner prints (still counted against the cap): called
+        just before the first hidden input is sent, so that the output shown back to the team
+        (its report, its reason) holds nothing it printed after seeing the hidden inputs. What
+        it printed before (flushed by the runner before 'ready') is drained first."""
+        import fcntl
+        import termios
+
+        end = time.monotonic() + settle
+        for reader in (self.out_reader, self.err_reader):
+            fd = reader.stream.fileno()
+            while time.monotonic() < end:
+                try:
+                    left = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+                except OSError:
+                    break
+                if left == 0:
+                    break
+                time.sleep(0.002)
+        time.sleep(0.01)  # the reader thread keeps the chunk it has just read
+        self.out_reader.sealed = self.err_reader.sealed = True
+        self.sealed = True
+
     # -- the end ----------------------------------------------------------------------------
     def abort(self) -> None:
         """Kill the runner's process group now (the harness is giving up on this run)."""
@@ -294,10 +321,11 @@ class RunnerProcess:
             _kill_group(self.proc.pid)
 
     def finish(self, *, complete: bool = False, error: dict | None = None,
-               violation: str = "", closed: bool = False) -> RunOutcome:
+               violation: str = "", closed: bool = False, checked: bool = False) -> RunOutcome:
         """Stop the runner and classify how it ended. ``complete``: every request was answered
         (the runner is told to exit); ``error``: the runner's own error frame; ``violation``:
-        a protocol violation the harness saw; ``closed``: its answer channel closed early."""
+        a protocol violation the harness saw; ``closed``: its answer channel closed early;
+        ``checked``: ``error`` is the harness's own finding (its text is kept whole)."""
         from . import protocol
 
         proc = self.proc
@@ -343,6 +371,11 @@ class RunnerProcess:
         if closed and killed_by_harness and not violation:
             violation = "it closed its answer channel and kept running"
         outcome.signal_name = signal.Signals(sig).name if sig else ""
+        if error is not None and self.sealed and not checked:  # its text, after the inputs
+            message = str(error.get("message") or "")
+            if len(message) > SEALED_MESSAGE:
+                error = {**error, "message": message[:SEALED_MESSAGE] + " [cut: after the "
+                         "hidden inputs were sent a run's own text is kept short]"}
         _classify(outcome, self.flags, self.limits, error, violation, complete)
         return outcome
 
