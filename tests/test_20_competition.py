@@ -562,7 +562,8 @@ def test_public_text_drops_absolute_paths(tmp_path, text, public):
 def test_broken_samples_hurt_nothing_else(samples):
     outcomes = samples["outcomes"]
     hang = outcomes["broken_hang"]
-    assert hang.seconds < HANG_SECONDS + 3, "the hang is killed at the wall limit"
+    # killed HANG_SECONDS after the query it never answered (the runner's start comes first)
+    assert hang.timings["infer"] < HANG_SECONDS + 3, "the hang is killed at the wall limit"
     row = samples["arena"].store.row(outcomes["broken_output"].submission_id)
     assert len(row["output_head"]) < 4096, "megabytes of output are not kept"
     assert not (samples["work"] / "escape-cache.txt").exists()
@@ -657,10 +658,10 @@ def test_labels_never_reach_the_sandbox(samples, tmp_path):
     seen = samples["arena"].store.row(outcome.submission_id)["output_head"]
     lines = [ln for ln in seen.splitlines() if ln.startswith("SEEN")]
     npy = [ln for ln in lines if ".npy" in ln]
-    assert npy == ["SEEN ./inputs.npy (360, 64) float32"], lines
+    assert npy == [], lines  # not even the inputs: they arrive one query at a time
     spec = next(ln for ln in lines if "spec.json" in ln)
     assert "labels" not in spec and "entry" in spec
-    assert all(re.match(r"SEEN \./(inputs\.npy|spec\.json|submission/)", ln) for ln in lines)
+    assert all(re.match(r"SEEN \./(spec\.json|submission/)", ln) for ln in lines)
 
 
 def test_local_evaluation_scores_like_the_arena_and_stores_nothing(samples, tmp_path):

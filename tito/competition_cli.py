@@ -7,7 +7,7 @@
     tito competition html [--out PATH] [--final]
     tito competition serve [--host H] [--port N] [--final]
     tito competition report SUBMISSION_ID
-    tito competition check                          database integrity + invariants
+    tito competition check                          integrity, invariants, row digests
     tito competition demo                           build + evaluate every bundled sample
 
 The arena lives in ``--arena DIR`` (default ``course/competition/arena``; the demo uses
@@ -102,6 +102,8 @@ def cmd_package(args, project: Project) -> int:
 
 
 def cmd_evaluate(args, project: Project) -> int:
+    from tinytorch.arena.harness import ArenaFailure
+
     from .arena import SubmissionLimitError
     from .grade import require_boundary
 
@@ -120,6 +122,10 @@ def cmd_evaluate(args, project: Project) -> int:
             continue
         except (FileNotFoundError, ValueError) as exc:  # this package's problem: go on
             print(f"{source}: rejected: {exc}", file=sys.stderr)
+            code = CHECK_FAILED
+            continue
+        except ArenaFailure as exc:  # the arena's own failure: nothing recorded, say so
+            print(f"{source}: not evaluated, nothing recorded: {exc}", file=sys.stderr)
             code = CHECK_FAILED
             continue
         print(outcome.summary())
@@ -189,12 +195,15 @@ def cmd_report(args, project: Project) -> int:
 
 
 def cmd_check(args, project: Project) -> int:
+    """SQLite's checks, the row invariants, and every row's digest recomputed with the arena's
+    key: a row that no evaluation produced, or that was altered, is named (exit 1)."""
     arena = _arena(args, project)
     problems = arena.problems()
     for p in problems:
         print(f"problem: {p}")
     n = len(arena.store.rows())
-    print(f"{arena.store.path}: {n} submissions, {len(problems)} problems")
+    print(f"{arena.store.path}: {n} submissions, {len(problems)} problems "
+          f"(digests checked with {arena.store.key_path.name})")
     return CHECK_FAILED if problems else 0
 
 
@@ -266,7 +275,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "print the performance report of one submission")
     sp.add_argument("submission", type=int, metavar="SUBMISSION_ID")
     sp.add_argument("--final", action="store_true")
-    add("check", cmd_check, "check the database (integrity_check + invariants)")
+    add("check", cmd_check, "check the database (integrity_check, invariants, row digests)")
     add("demo", cmd_demo, "build and evaluate every bundled sample; print the leaderboard")
     return p
 

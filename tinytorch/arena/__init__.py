@@ -7,7 +7,8 @@ is `tito.arena`, built on this package; this package never imports `tito`.
 
 - `harness.Evaluator`: evaluate one package -> `competition.Entry` (the entry point)
 - `package`: read/check/hash packages (folder or zip); `build_package` trains one from source
-- `sandbox` / `runner`: the parent and child sides of one sandboxed run
+- `sandbox` / `runner`: the parent and child sides of one sandboxed run; `protocol`: the
+  request/answer frames between them (the harness asks and times, the runner only answers)
 """
 
 import importlib

@@ -1,36 +1,41 @@
 """The child side of the arena: runs ONE phase of ONE submission inside its sandbox.
 
-    python -B -s -m tinytorch.arena.runner SPEC_JSON RESULT_FD
+    python -B -s -m tinytorch.arena.runner SPEC_JSON REQUEST_FD ANSWER_FD
 
-Started by `tinytorch.arena.sandbox.run_phase` in a fresh temporary directory, in a new
+Started by `tinytorch.arena.sandbox.RunnerProcess` in a fresh temporary directory, in a new
 session, with a minimal environment. In order, it:
 
 1. applies the resource limits (RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE, no core
    dumps) and pins itself to one CPU,
-2. imports numpy and the competition module, loads the inputs the parent wrote (test inputs
-   only; the labels never leave the parent),
+2. imports numpy and the competition module (the training phase also loads the training
+   split; no phase has the hidden test inputs or labels on disk),
 3. installs an audit hook (`sys.addaudithook`, which cannot be removed) that ends the process
    on a read of the bundled test data or the arena's files, a write outside the sandbox, a new
    process, a socket, a limit change or native-code loading, after reporting what was tried,
-4. imports the submission and runs the phase ("infer": load weights, MLPerf single-stream;
-   "train": train from scratch within the budget, then predict),
-5. writes one JSON result to RESULT_FD (a pipe only the parent reads; stdout and stderr are
-   the submission's own and are capped by the parent).
+4. imports the submission and serves the harness's requests (`protocol.py`): "infer" loads the
+   weights, then answers one query at a time; "train" trains when told, then predicts the
+   inputs it is sent; "null" is the harness's null model (no submission at all),
+5. answers on ANSWER_FD with plain data only (.npy scores echoing each request's nonce).
 
-The audit hook is a second layer and gives clear messages; the boundary is the OS one around
-this process (bubblewrap, see tinytorch/arena/boundary.py and docs/grading.md): no arena files,
-no test data, no network, its own PID namespace, a size-capped tmpfs as its only writable place.
+Nothing this process says about itself is trusted: the harness times every request with its
+own clock, scores the raw predictions with labels only it holds, and refuses any frame it did
+not ask for. The audit hook is a second layer that gives clear messages; the boundary is the
+OS one around this process (bubblewrap, see tinytorch/arena/boundary.py and docs/grading.md):
+no arena files, no test data, no network, its own PID namespace, a size-capped tmpfs as its
+only writable place.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import resource
 import sys
-import time
 import traceback
+
+from tinytorch.arena import protocol
 
 EXIT_VIOLATION = 86  # the audit hook ended the process after reporting a violation
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -88,25 +93,27 @@ _PATH_EVENTS = {
 
 
 class _Reporter:
-    """Writes the one JSON result to the parent's pipe (raw fd: works inside the audit hook)."""
+    """Writes frames to the harness's answer pipe (raw fd: works inside the audit hook). After
+    an error frame nothing more is sent: the process is about to end."""
 
     def __init__(self, fd: int):
         self.fd = fd
-        self.sent = False
+        self.failed = False
 
-    def send(self, payload: dict) -> None:
-        if self.sent:
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        if self.failed:
             return
-        self.sent = True
-        data = json.dumps(payload, allow_nan=False).encode("utf-8")
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        os.close(self.fd)
+        protocol.write_all(self.fd, protocol.frame(kind, payload))
 
     def fail(self, kind: str, message: str, stage: str = "") -> None:
-        self.send({"ok": False, "error": {"kind": kind, "message": message, "stage": stage}})
+        if self.failed:
+            return
+        body = {"kind": kind, "message": message, "stage": stage}
+        try:
+            self.send(protocol.ERROR, json.dumps(body).encode("utf-8")[: protocol.MAX_FRAME])
+        except OSError:
+            pass
+        self.failed = True
 
 
 class _Guard:
@@ -144,7 +151,8 @@ class _Guard:
                 self._violation(
                     "forbidden_read",
                     f"tried to read {os.fsdecode(raw)!r} during {self.stage}: the hidden test "
-                    "data and the arena's files are off limits (the inputs are in inputs.npy)",
+                    "data and the arena's files are off limits (the inputs arrive one query at "
+                    "a time)",
                 )
         parts = real.split("/")
         other_process = len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit()
@@ -295,9 +303,44 @@ class _Malformed(Exception):
     pass
 
 
+class _Done(Exception):
+    """The harness said EXIT: every request was answered."""
+
+
+class _NullModel:
+    """The null model the harness calibrates latency against: answers every query with zeros,
+    through the same runner, protocol and sandbox as a team's model."""
+
+    def load(self, folder) -> None:
+        pass
+
+    def predict(self, x):
+        import numpy as np
+
+        return np.zeros((len(x), 10), dtype=np.float32)
+
+
+def _plain_scores(out):
+    """The scores as a little-endian float16/32/64 array (what the harness accepts)."""
+    import numpy as np
+
+    out = np.asarray(out)
+    if out.dtype.kind == "f" and out.dtype.itemsize in (2, 4, 8):
+        return np.ascontiguousarray(out, dtype=out.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(out, dtype="<f8")
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a stream the submission replaced or closed: its own output
+            pass
+
+
 def main(argv: list[str]) -> int:
-    spec_path, result_fd = argv[0], int(argv[1])
-    reporter = _Reporter(result_fd)
+    spec_path, request_fd, answer_fd = argv[0], int(argv[1]), int(argv[2])
+    reporter = _Reporter(answer_fd)
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     sandbox = os.path.realpath(spec["sandbox"])
@@ -309,55 +352,70 @@ def main(argv: list[str]) -> int:
         CompetitionSubmission,
         PredictionError,
         check_scores,
-        single_stream,
     )
 
-    clock = time.perf_counter  # bound now: later changes to time.perf_counter do not affect us
-    inputs = np.load(os.path.join(sandbox, "inputs.npy"), allow_pickle=False)
+    phase = spec["phase"]
     train_x = train_y = None
-    if spec["phase"] == "train":
+    if phase == "train":
         train_x = np.load(os.path.join(sandbox, "train_x.npy"), allow_pickle=False)
         train_y = np.load(os.path.join(sandbox, "train_y.npy"), allow_pickle=False)
-    base_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     guard = _Guard(sandbox, spec.get("forbidden_paths", []), reporter)
     sys.addaudithook(guard)
     pkg_dir = os.path.join(sandbox, "submission")
-    result: dict = {
-        "ok": True, "phase": spec["phase"], "limits": applied, "base_rss_kb": base_rss_kb
-    }
+
+    def request(*expected: bytes) -> tuple[bytes, bytes]:
+        kind, payload = protocol.read_frame(request_fd)
+        if kind == protocol.EXIT:
+            raise _Done
+        if kind not in expected:
+            raise protocol.ProtocolError(f"unexpected request {kind!r}")
+        return kind, payload
+
+    def answer(nonce: bytes, scores) -> None:
+        reporter.send(protocol.ANSWER, nonce + protocol.encode_array(_plain_scores(scores)))
+
     try:
-        guard.stage = "import"
-        cls = _load_entry(pkg_dir, spec.get("entry"), CompetitionSubmission)
-        guard.stage = "__init__"
-        sub = cls()
-        if spec["phase"] == "infer":
-            guard.stage = "load"
-            start = clock()
-            sub.load(os.path.join(pkg_dir, "weights"))
-            result["load_seconds"] = clock() - start
-            guard.stage = "predict"
-            lat = single_stream(
-                sub.predict, inputs, warmup=int(spec["warmup"]), repeats=int(spec["repeats"])
-            )
-            result.update(
-                labels=lat.outputs.argmax(axis=1).astype(int).tolist(),
-                p50_ms=lat.p50_ms,
-                p90_ms=lat.p90_ms,
-                repeats_p50_ms=lat.repeats_p50_ms,
-                repeats_p90_ms=lat.repeats_p90_ms,
-                queries=lat.queries,
-                warmup=lat.warmup,
-            )
+        if phase == "null":
+            sub = _NullModel()
         else:
-            guard.stage = "train"
-            start = clock()
-            report = sub.train(train_x, train_y, float(spec["budget_seconds"]))
-            result["train_seconds"] = clock() - start
-            result["stopped"] = str(getattr(report, "stopped", ""))
+            guard.stage = "import"
+            cls = _load_entry(pkg_dir, spec.get("entry"), CompetitionSubmission)
+            guard.stage = "__init__"
+            sub = cls()
+        if phase in ("infer", "null"):
+            guard.stage = "load"
+            sub.load(os.path.join(pkg_dir, "weights"))
             guard.stage = "predict"
-            scores = check_scores(sub.predict(inputs), len(inputs))
-            result["labels"] = scores.argmax(axis=1).astype(int).tolist()
+            _flush()  # what it printed so far reaches the harness before the inputs
+            reporter.send(protocol.READY, b'{"stage": "load"}')
+            query = 0
+            while True:
+                _, payload = request(protocol.QUERY)
+                nonce = payload[: protocol.NONCE_BYTES]
+                x = np.load(io.BytesIO(payload[protocol.NONCE_BYTES :]), allow_pickle=False)
+                answer(nonce, check_scores(sub.predict(x), 1, query=query))
+                query += 1
+        else:
+            _flush()  # what it printed so far reaches the harness before the inputs
+            reporter.send(protocol.READY, b'{"stage": "__init__"}')
+            _, nonce = request(protocol.TRAIN)
+            guard.stage = "train"
+            report = sub.train(train_x, train_y, float(spec["budget_seconds"]))
+            stopped = json.dumps({"stopped": str(getattr(report, "stopped", ""))[:40]})
+            _flush()  # what it printed so far reaches the harness before the inputs
+            reporter.send(protocol.TRAINED, nonce + stopped.encode("utf-8"))
+            _, payload = request(protocol.PREDICT)
+            guard.stage = "predict"
+            nonce = payload[: protocol.NONCE_BYTES]
+            inputs = np.load(io.BytesIO(payload[protocol.NONCE_BYTES :]), allow_pickle=False)
+            answer(nonce, check_scores(sub.predict(inputs), len(inputs)))
+            request()  # only EXIT is expected now
+    except _Done:
         guard.stage = "done"
+        return 0
+    except protocol.ProtocolError as exc:
+        reporter.fail("crash", f"{guard.stage}: the request channel broke: {exc}", guard.stage)
+        return 0
     except PredictionError as exc:
         reporter.fail(exc.kind, f"{guard.stage}: {exc}", guard.stage)
         return 0
@@ -392,10 +450,6 @@ def main(argv: list[str]) -> int:
         where = _submission_frames(exc.__traceback__, pkg_dir)
         reporter.fail("crash", f"{guard.stage}: {text}{where}", guard.stage)
         return 0
-    try:
-        reporter.send(result)
-    except ValueError:  # NaN in a timing: cannot happen with a sane clock, but say so
-        reporter.fail("crash", "the result contained a non-finite number", "done")
     return 0
 
 

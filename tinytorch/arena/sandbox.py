@@ -1,17 +1,19 @@
-"""The parent side of the sandbox: start the runner, enforce limits, classify how it ended.
+"""The parent side of the sandbox: start the runner, talk to it, enforce limits, classify.
 
-One call of `run_phase` = one subprocess in its own session (process group), in a directory
-the caller prepared, with a minimal environment, a wall-time limit enforced here, CPU, memory,
-file-size and open-file limits applied by the runner before it imports anything heavy, and
-stdout + stderr read through pipes with a byte cap (a submission that prints megabytes is
-killed and flagged; the harness never holds more than a few KiB of it). The process group is
+One `RunnerProcess` = one subprocess in its own session (process group), in a directory the
+caller prepared, with a minimal environment, a wall-time limit enforced here (every send and
+receive gives up at its deadline), CPU, memory, file-size and open-file limits applied by the
+runner before it imports anything heavy, and stdout + stderr read through pipes with a byte
+cap (a submission that prints megabytes is killed and flagged; the harness never holds more
+than a few KiB of it). Requests and answers travel on two more pipes (`protocol.py`); the
+harness (`harness.py`) decides what to ask and times every answer itself. The process group is
 killed at the end whatever happened, and `os.wait4` gives the child's own peak memory.
 
 Behind the OS boundary (the default, `boundary.py`) the runner runs inside bubblewrap: it sees
 the interpreter, the dependencies and the package read-only (the bundled test data masked by an
-empty file), its own inputs and submission read-only inside a size-capped tmpfs that is its
-only writable place, no network, its own PID namespace (it cannot see or signal the harness or
-other runs), and it dies with the harness.
+empty file), its own submission (and, for training, the training split) read-only inside a
+size-capped tmpfs that is its only writable place, no network, its own PID namespace (it
+cannot see or signal the harness or other runs), and it dies with the harness.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -29,14 +32,14 @@ from pathlib import Path
 
 RUNNER_MODULE = "tinytorch.arena.runner"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding tinytorch/
-RESULT_CAP = 4 * 2**20  # bytes of result JSON the parent accepts
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     """Limits of one sandboxed run. Every field is a reason a submission can fail."""
 
-    wall_seconds: float = 30.0  # killed after this wall time: kind "timeout" (a hang)
+    wall_seconds: float = 30.0  # no answer this long after a request (or the start): "timeout"
+    run_seconds: float = 300.0  # the whole conversation (every request) must end within this
     cpu_seconds: float = 60.0  # RLIMIT_CPU: kind "cpu_limit" (a busy loop under a long wall limit)
     memory_bytes: int = 1 << 30  # RLIMIT_AS (address space): kind "memory"
     file_bytes: int = 16 << 20  # RLIMIT_FSIZE, largest file it may write: kind "file_size"
@@ -48,6 +51,7 @@ class SandboxLimits:
     def as_dict(self) -> dict:
         return {
             "wall_seconds": self.wall_seconds,
+            "run_seconds": self.run_seconds,
             "cpu_seconds": self.cpu_seconds,
             "memory_bytes": self.memory_bytes,
             "file_bytes": self.file_bytes,
@@ -85,6 +89,7 @@ class _CappedReader(threading.Thread):
         self.head_limit, self.tail = head, deque(maxlen=max(1, tail // 4096 + 1))
         self.head = bytearray()
         self.tail_limit = tail
+        self.sealed = False  # once set, nothing more is kept (bytes are still counted)
 
     def run(self) -> None:
         fd = self.stream.fileno()
@@ -98,9 +103,9 @@ class _CappedReader(threading.Thread):
             with self.counter["lock"]:
                 self.counter["n"] += len(chunk)
                 over = self.counter["n"] > self.cap
-            if len(self.head) < self.head_limit:
+            if not self.sealed and len(self.head) < self.head_limit:
                 self.head += chunk[: self.head_limit - len(self.head)]
-            if self.tail_limit:
+            if self.tail_limit and not self.sealed:
                 self.tail.append(chunk[-self.tail_limit :])
             if over:
                 self.on_exceed()
@@ -146,6 +151,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+SEALED_MESSAGE = 120  # characters of a runner's own error text kept once it saw hidden inputs
 SANDBOX_UID = 65534  # who the runner becomes when the host runs the boundary as root
 HIDDEN_DATA = ("datasets/digits.npz",)  # package files no run may read (the test labels)
 
@@ -170,6 +176,210 @@ def boundary_argv(sandbox: Path, cmd: list[str], limits: SandboxLimits) -> list[
     return boundary.bwrap_argv(view, cmd, keep_caps=keep)
 
 
+class RunnerProcess:
+    """One sandboxed runner and the harness's side of its channel (`protocol.py`).
+
+        proc = RunnerProcess(box, spec, limits).start()
+        kind, payload = proc.receive()          # READY
+        proc.send(protocol.QUERY, nonce + x)    # the next request only after the answer
+        outcome = proc.finish()                 # RunOutcome: how it ended
+
+    Two wall-time limits: an answer must come within `wall_seconds` of its request (the
+    first frame within `wall_seconds` of the start), and the whole conversation within
+    `run_seconds`; `send` and `receive` give up at the nearer deadline, and `finish` kills the
+    process group whatever happened."""
+
+    def __init__(self, sandbox: Path, spec: dict, limits: SandboxLimits,
+                 python: str | None = None, boundary: bool = True):
+        self.sandbox = Path(sandbox)
+        self.spec, self.limits, self.python, self.boundary = spec, limits, python, boundary
+        self.proc: subprocess.Popen | None = None
+        self.flags = {"output": False, "timeout": False}
+        self.violation = ""  # a protocol violation the harness saw ("" if none)
+        self.sealed = False  # the hidden inputs were sent: the runner's own text is cut short
+
+    # -- start ------------------------------------------------------------------------------
+    def start(self) -> RunnerProcess:
+        sandbox = self.sandbox
+        (sandbox / "tmp").mkdir(exist_ok=True)
+        spec = {**self.spec, "sandbox": str(sandbox), "limits": self.limits.as_dict()}
+        if self.boundary and os.geteuid() == 0:
+            spec["uid"] = SANDBOX_UID
+        spec_path = sandbox / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        req_r, self.req_w = os.pipe()
+        self.ans_r, ans_w = os.pipe()
+        cmd = [self.python or sys.executable, "-B", "-s", "-m", RUNNER_MODULE, str(spec_path),
+               str(req_r), str(ans_w)]
+        if self.boundary:
+            cmd = boundary_argv(sandbox, cmd, self.limits)
+        self.started = time.perf_counter()
+        now = time.monotonic()
+        self.deadline = now + max(self.limits.run_seconds, self.limits.wall_seconds)
+        self.request_deadline = now + self.limits.wall_seconds
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=sandbox,
+                env=child_env(sandbox),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(req_r, ans_w),
+                start_new_session=True,  # its own process group, killed as a whole at the end
+            )
+        except BaseException:
+            for fd in (self.req_w, self.ans_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(ans_w)
+        os.set_blocking(self.req_w, False)
+        self.counter = {"n": 0, "lock": threading.Lock()}
+        cap = self.limits.output_bytes
+        self.out_reader = _CappedReader(self.proc.stdout, self.counter, cap, self._exceeded,
+                                        2048, 0)
+        self.err_reader = _CappedReader(self.proc.stderr, self.counter, cap, self._exceeded,
+                                        0, 4096)
+        self.out_reader.start()
+        self.err_reader.start()
+        self.waited: dict = {}
+        self.done = threading.Event()
+        self.waiter = threading.Thread(target=self._wait_child, daemon=True)
+        self.waiter.start()
+        return self
+
+    def _exceeded(self) -> None:
+        if not self.flags["output"]:
+            self.flags["output"] = True
+            _kill_group(self.proc.pid)
+
+    def _wait_child(self) -> None:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.waited["status"], self.waited["usage"] = status, usage
+        self.done.set()
+
+    # -- the channel ------------------------------------------------------------------------
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        from . import protocol
+
+        self.request_deadline = time.monotonic() + self.limits.wall_seconds
+        try:
+            protocol.write_all(self.req_w, protocol.frame(kind, payload), self._deadline())
+        except protocol.Timeout:
+            raise self._timed_out() from None
+
+    def receive(self) -> tuple[bytes, bytes]:
+        """The runner's next frame (before the nearer of the two deadlines)."""
+        from . import protocol
+
+        try:
+            return protocol.read_frame(self.ans_r, self._deadline())
+        except protocol.Timeout:
+            raise self._timed_out() from None
+
+    def _deadline(self) -> float:
+        return min(self.deadline, self.request_deadline)
+
+    def _timed_out(self):
+        from . import protocol
+
+        self.flags["timeout"] = "run" if self.deadline <= self.request_deadline else "request"
+        return protocol.Timeout(self.flags["timeout"])
+
+    def seconds_left(self) -> float:
+        return self._deadline() - time.monotonic()
+
+    def seal_output(self, settle: float = 0.5) -> None:
+        """Keep nothing more of what the runner prints (still counted against the cap): called
+        just before the first hidden input is sent, so that the output shown back to the team
+        (its report, its reason) holds nothing it printed after seeing the hidden inputs. What
+        it printed before (flushed by the runner before 'ready') is drained first."""
+        import fcntl
+        import termios
+
+        end = time.monotonic() + settle
+        for reader in (self.out_reader, self.err_reader):
+            fd = reader.stream.fileno()
+            while time.monotonic() < end:
+                try:
+                    left = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+                except OSError:
+                    break
+                if left == 0:
+                    break
+                time.sleep(0.002)
+        time.sleep(0.01)  # the reader thread keeps the chunk it has just read
+        self.out_reader.sealed = self.err_reader.sealed = True
+        self.sealed = True
+
+    # -- the end ----------------------------------------------------------------------------
+    def abort(self) -> None:
+        """Kill the runner's process group now (the harness is giving up on this run)."""
+        if self.proc is not None:
+            _kill_group(self.proc.pid)
+
+    def finish(self, *, complete: bool = False, error: dict | None = None,
+               violation: str = "", closed: bool = False, checked: bool = False) -> RunOutcome:
+        """Stop the runner and classify how it ended. ``complete``: every request was answered
+        (the runner is told to exit); ``error``: the runner's own error frame; ``violation``:
+        a protocol violation the harness saw; ``closed``: its answer channel closed early;
+        ``checked``: ``error`` is the harness's own finding (its text is kept whole)."""
+        from . import protocol
+
+        proc = self.proc
+        if complete and proc.poll() is None:
+            timeout = self.flags["timeout"]
+            try:
+                self.send(protocol.EXIT)
+            except protocol.ProtocolError:
+                pass
+            self.flags["timeout"] = timeout  # every answer is in: a slow exit changes nothing
+        if complete or closed or error is not None:  # let it end by itself, briefly
+            self.done.wait(max(0.0, min(2.0, self.deadline - time.monotonic())))
+        killed_by_harness = not self.done.is_set()
+        _kill_group(proc.pid)
+        self.done.wait()
+        wall = time.perf_counter() - self.started
+        _kill_group(proc.pid)  # anything it left behind in its group
+        for fd in (self.req_w, self.ans_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        status, usage = self.waited["status"], self.waited["usage"]
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; keep Popen quiet
+        for t in (self.out_reader, self.err_reader):
+            t.join(timeout=5)
+        outcome = RunOutcome(
+            ok=False,
+            result=None,
+            returncode=proc.returncode,
+            wall_seconds=wall,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            peak_rss_kb=int(usage.ru_maxrss),
+            output_bytes=self.counter["n"],
+            stdout_head=self.out_reader.head.decode("utf-8", "replace"),
+            stderr_tail=self.err_reader.tail_text(),
+        )
+        if self.boundary and proc.returncode > 128:  # bwrap reports a signal as 128 + its number
+            proc.returncode = 128 - proc.returncode
+        sig = -proc.returncode if proc.returncode < 0 else 0
+        if killed_by_harness and (complete or error is not None or violation):
+            sig = 0  # the harness ended it: not the runner's signal
+        if closed and killed_by_harness and not violation:
+            violation = "it closed its answer channel and kept running"
+        outcome.signal_name = signal.Signals(sig).name if sig else ""
+        if error is not None and self.sealed and not checked:  # its text, after the inputs
+            message = str(error.get("message") or "")
+            if len(message) > SEALED_MESSAGE:
+                error = {**error, "message": message[:SEALED_MESSAGE] + " [cut: after the "
+                         "hidden inputs were sent a run's own text is kept short]"}
+        _classify(outcome, self.flags, self.limits, error, violation, complete)
+        return outcome
+
+
 def run_phase(
     sandbox: Path,
     spec: dict,
@@ -177,108 +387,22 @@ def run_phase(
     python: str | None = None,
     boundary: bool = True,
 ) -> RunOutcome:
-    """Run the runner in `sandbox` (which must hold spec's input files); classify the end.
-    ``boundary``: behind the OS boundary (False: only the audit hook; trusted code only)."""
-    sandbox = Path(sandbox)
-    (sandbox / "tmp").mkdir(exist_ok=True)
-    spec = {**spec, "sandbox": str(sandbox), "limits": limits.as_dict()}
-    if boundary and os.geteuid() == 0:
-        spec["uid"] = SANDBOX_UID
-    spec_path = sandbox / "spec.json"
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    read_fd, write_fd = os.pipe()
-    cmd = [python or sys.executable, "-B", "-s", "-m", RUNNER_MODULE, str(spec_path), str(write_fd)]
-    if boundary:
-        cmd = boundary_argv(sandbox, cmd, limits)
-    start = time.perf_counter()
+    """Start the runner in `sandbox` and wait for it to say it is ready or fail: a smoke test
+    of the set-up (the arena's phases drive a `RunnerProcess` through `harness.py`)."""
+    from . import protocol
+
+    proc = RunnerProcess(sandbox, spec, limits, python, boundary).start()
     try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=sandbox,
-            env=child_env(sandbox),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_fd,),
-            start_new_session=True,  # its own process group, killed as a whole at the end
-        )
-    finally:
-        os.close(write_fd)
-    pgid = proc.pid
-    flags = {"output": False, "timeout": False}
-
-    def exceeded() -> None:
-        if not flags["output"]:
-            flags["output"] = True
-            _kill_group(pgid)
-
-    counter = {"n": 0, "lock": threading.Lock()}
-    out_reader = _CappedReader(proc.stdout, counter, limits.output_bytes, exceeded, 2048, 0)
-    err_reader = _CappedReader(proc.stderr, counter, limits.output_bytes, exceeded, 0, 4096)
-    out_reader.start()
-    err_reader.start()
-    result_chunks: list[bytes] = []
-
-    def read_result() -> None:
-        size = 0
-        with os.fdopen(read_fd, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size <= RESULT_CAP:
-                    result_chunks.append(chunk)
-
-    result_reader = threading.Thread(target=read_result, daemon=True)
-    result_reader.start()
-    waited: dict = {}
-    done = threading.Event()
-
-    def wait_child() -> None:
-        _, status, usage = os.wait4(proc.pid, 0)
-        waited["status"], waited["usage"] = status, usage
-        done.set()
-
-    waiter = threading.Thread(target=wait_child, daemon=True)
-    waiter.start()
-    if not done.wait(limits.wall_seconds):
-        flags["timeout"] = True
-        _kill_group(pgid)
-        done.wait()
-    wall = time.perf_counter() - start
-    _kill_group(pgid)  # anything it left behind in its group
-    status, usage = waited["status"], waited["usage"]
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; keep Popen quiet
-    for t in (out_reader, err_reader, result_reader):
-        t.join(timeout=5)
-    raw = b"".join(result_chunks)
-    result = None
-    bad_result = ""
-    if raw:
-        try:
-            result = json.loads(raw.decode("utf-8"))
-            if not isinstance(result, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            result, bad_result = None, f"sent an unreadable result ({exc})"
-    outcome = RunOutcome(
-        ok=False,
-        result=result,
-        returncode=proc.returncode,
-        wall_seconds=wall,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_kb=int(usage.ru_maxrss),
-        output_bytes=counter["n"],
-        stdout_head=out_reader.head.decode("utf-8", "replace"),
-        stderr_tail=err_reader.tail_text(),
-    )
-    if boundary and proc.returncode > 128:  # bwrap reports a signal as 128 + its number
-        proc.returncode = 128 - proc.returncode
-    sig = -proc.returncode if proc.returncode < 0 else 0
-    outcome.signal_name = signal.Signals(sig).name if sig else ""
-    _classify(outcome, flags, limits, bad_result)
-    return outcome
+        kind, payload = proc.receive()
+    except protocol.ChannelClosed:
+        return proc.finish(closed=True)
+    except protocol.ProtocolError as exc:
+        return proc.finish(violation=str(exc))
+    if kind == protocol.ERROR:
+        return proc.finish(error=protocol.decode_json(payload, "error report"))
+    if kind != protocol.READY:
+        return proc.finish(violation=f"it sent {kind!r} before saying it was ready")
+    return proc.finish(complete=True)
 
 
 def _last_line(text: str) -> str:
@@ -286,8 +410,11 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _classify(o: RunOutcome, flags: dict, limits: SandboxLimits, bad_result: str) -> None:
+def _classify(o: RunOutcome, flags: dict, limits: SandboxLimits, error: dict | None,
+              violation: str, complete: bool) -> None:
     """Set ok/kind/message from how the run ended. First match wins."""
+    from tinytorch.competition import ERROR_KINDS
+
     if flags["output"]:
         o.kind = "output"
         o.message = (
@@ -296,11 +423,26 @@ def _classify(o: RunOutcome, flags: dict, limits: SandboxLimits, bad_result: str
         )
     elif flags["timeout"]:
         o.kind = "timeout"
-        o.message = f"no result within the {limits.wall_seconds:g} s wall-time limit (a hang?)"
-    elif o.result is not None and not o.result.get("ok", False):
-        err = o.result.get("error") or {}
-        o.kind = str(err.get("kind") or "crash")
-        o.message = str(err.get("message") or "failed without a message")[:1000]
+        if flags["timeout"] == "run":
+            o.message = (
+                f"did not answer every request within the {limits.run_seconds:g} s limit of "
+                "the whole run (too slow for the number of queries?)"
+            )
+        else:
+            o.message = f"no result within the {limits.wall_seconds:g} s wall-time limit (a hang?)"
+    elif error is not None:  # the runner's own report: only ever about its own failure
+        kind = error.get("kind")
+        message = str(error.get("message") or "failed without a message")[:1000]
+        if isinstance(kind, str) and kind in ERROR_KINDS:
+            o.kind, o.message = kind, message
+        else:  # a kind the arena does not know is not a status: the run crashed
+            o.kind = "crash"
+            o.message = f"reported an unknown failure kind {str(kind)[:60]!r}: {message}"
+    elif violation:
+        o.kind = "crash"
+        o.message = f"broke the arena's request/answer protocol: {violation}"[:1000]
+    elif complete:
+        o.ok = True
     elif o.signal_name in ("SIGXCPU",) or (
         o.signal_name == "SIGKILL" and o.cpu_seconds >= limits.cpu_seconds - 0.05
     ):
@@ -314,13 +456,9 @@ def _classify(o: RunOutcome, flags: dict, limits: SandboxLimits, bad_result: str
         o.message = f"killed by {o.signal_name}" + (
             f": {_last_line(o.stderr_tail)}" if o.stderr_tail.strip() else ""
         )
-    elif bad_result:
-        o.kind, o.message = "crash", bad_result
-    elif o.result is None:
+    else:
         o.kind = "crash"
         tail = _last_line(o.stderr_tail)
-        o.message = f"exited with code {o.returncode} without a result" + (
+        o.message = f"exited with code {o.returncode} before answering every request" + (
             f": {tail}" if tail else ""
         )
-    else:
-        o.ok = True

@@ -7,8 +7,10 @@ Each package needs two sandboxed runs. The *inference* run measures latency, so 
 workers tagged as benchmark workers (Dask resources ``{"benchmark": 1}``; start them with
 ``dask worker ... --nthreads 1 --resources benchmark=1``): one evaluation at a time per such
 worker, on identical machines, so rankings stay comparable. The *training* run (and everything
-else) may run anywhere. The workers return only the runs (predicted labels, timings); this
-process holds the labels, scores, and is the only writer of the leaderboard database.
+else) may run anywhere. A worker is a trusted harness (it never runs student code itself): it
+drives the sandboxed runner and the null model, times every query with its own clock, and
+returns the runs (predicted labels, its timings); this process holds the labels, scores, and
+is the only writer (and signer) of the leaderboard database.
 """
 
 from __future__ import annotations

@@ -70,6 +70,16 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def script_json(value) -> str:
+    """JSON that is safe inside a <script> element whatever its strings hold: no "<", ">"
+    or "&" (so no "</script>", no "<!--"), no U+2028/U+2029; JSON.parse reads it unchanged."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def _tags(tags) -> str:
     return "".join(f'<span class="tag">{_e(t)}</span>' for t in tags)
 
@@ -230,8 +240,7 @@ def render_page(arena, final: bool = False, live: bool = False) -> str:
         f"{r.size_limit_bytes} bytes; training budget {r.train_budget_seconds:g} s; "
         f"{r.daily_limit} packages per team per day."
     )
-    embedded = json.dumps({"generation": data["generation"], "standings": data["standings"]})
-    embedded = embedded.replace("</", "<\\/")
+    embedded = script_json({"generation": data["generation"], "standings": data["standings"]})
     status = "live: waiting for new evaluations" if live else "static snapshot"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -42,6 +42,33 @@ def baseline_entry(arena, final: bool = False):
     return ranked[0].entry if ranked else entries[-1]
 
 
+def _measurement_lines(m: dict) -> list[str]:
+    """How the latency was measured (by the harness, across the boundary), as table rows."""
+    raw, null = m.get("latency_raw") or {}, m.get("latency_null") or {}
+    if not raw:
+        return []
+    lines = [
+        f"| harness-timed request -> answer p50 / p90 (raw) | {raw['p50_ms']:.4f} / "
+        f"{raw['p90_ms']:.4f} ms |",
+    ]
+    if null:
+        lines.append(
+            f"| null model p50 (the boundary's own cost, subtracted above) | "
+            f"{null['p50_ms']:.4f} ms |"
+        )
+    if m.get("first_pass_p50_ms") is not None:
+        lines.append(
+            f"| first pass p50 (each hidden input once; no answer can be cached) | "
+            f"{m['first_pass_p50_ms']:.4f} ms |"
+        )
+    if m.get("consistency") is not None:
+        lines.append(
+            f"| answers to perturbed repeats (noise std {m.get('perturbation')}) agreeing with "
+            f"the first pass | {m['consistency']:.3f} |"
+        )
+    return lines
+
+
 def report_markdown(arena, sid: int, final: bool = False) -> tuple[str, dict | None]:
     row = arena.store.row(sid)
     points = arena.store.innovation_points().get(row["team"], 0.0)
@@ -68,9 +95,11 @@ def report_markdown(arena, sid: int, final: bool = False) -> tuple[str, dict | N
             "| metric | value |",
             "|---|---|",
             f"| accuracy ({split}) | {acc:.4f} |",
-            f"| latency p50 / p90 (single-stream, median of {len(row['latency_passes'])} passes) "
+            f"| latency p50 / p90 (single-stream, timed by the harness minus the null model, "
+            f"median of {len(row['latency_passes'])} passes) "
             f"| {entry.latency_p50_ms:.4f} / {entry.latency_p90_ms:.4f} ms |",
             f"| per-pass p50 (ms) | {', '.join(f'{v:.4f}' for v in row['latency_passes'])} |",
+            *_measurement_lines(row.get("measurement") or {}),
             f"| model size (stored weights) | {entry.model_bytes} bytes |",
             f"| train() from scratch | {entry.train_seconds:.3f} s, reaching accuracy "
             f"{speed_acc:.4f} |",

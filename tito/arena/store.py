@@ -5,18 +5,27 @@ Tables:
   transaction increments (the live page long-polls it).
 - `submissions`: one row per distinct package (UNIQUE package_hash): team, UTC day, metadata.
 - `evaluations`: exactly one row per submission (PRIMARY KEY = submission_id): status ("ok" or
-  an ERROR_KINDS key), the error text, and the metrics.
-- `awards`: innovation points an instructor gave a team, with the reason.
+  an ERROR_KINDS key), the error text, the metrics, how they were measured (`measurement`),
+  and `digest`: HMAC-SHA256 with the arena's key over the submission + evaluation row and the
+  previous row's digest (a chain; `meta.chain` holds its signed head).
+- `awards`: innovation points an instructor gave a team, with the reason (and a digest).
 
-Writes happen in `BEGIN IMMEDIATE` transactions, so two evaluators cannot both pass the
-daily-limit check or insert the same package twice. `problems()` runs `PRAGMA
-integrity_check`, `PRAGMA foreign_key_check` and the invariants the harness promises.
+Only the trusted process writes (the harness; runners never see the arena's folder). The key
+(`leaderboard.key`, 0600, next to the database) never leaves that folder. Writes happen in
+`BEGIN IMMEDIATE` transactions, so two evaluators cannot both pass the daily-limit check or
+insert the same package twice. `problems()` runs `PRAGMA integrity_check`, `PRAGMA
+foreign_key_check`, the invariants the harness promises and `digest_problems()`: a row that no
+evaluation produced, or that was altered, is named.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
+import os
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +34,7 @@ from pathlib import Path
 
 from tinytorch.competition import ERROR_KINDS, CompetitionRules, Entry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: measurement + digest columns (added to a version 1 file on open)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -63,6 +72,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
     machine TEXT NOT NULL,
     output_head TEXT NOT NULL DEFAULT '',
     evaluated_at TEXT NOT NULL,
+    measurement TEXT NOT NULL DEFAULT '{}',
+    digest TEXT,
     CHECK (status = 'ok' OR length(error) > 0)
 );
 CREATE TABLE IF NOT EXISTS awards (
@@ -70,7 +81,8 @@ CREATE TABLE IF NOT EXISTS awards (
     team TEXT NOT NULL,
     points REAL NOT NULL,
     reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
-    awarded_at TEXT NOT NULL
+    awarded_at TEXT NOT NULL,
+    digest TEXT
 );
 """
 
@@ -92,6 +104,13 @@ EVAL_COLUMNS = (
     "machine",
     "output_head",
     "evaluated_at",
+)
+OPTIONAL_COLUMNS = {"measurement": {}}  # evaluation fields with a default
+# columns added after version 1: (table, column, declaration)
+ADDED_COLUMNS = (
+    ("evaluations", "measurement", "TEXT NOT NULL DEFAULT '{}'"),
+    ("evaluations", "digest", "TEXT"),
+    ("awards", "digest", "TEXT"),
 )
 OK_METRICS = (
     "acc_public",
@@ -125,6 +144,10 @@ class LeaderboardStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         con.execute(statement)
+                for table, column, decl in ADDED_COLUMNS:  # a version 1 file
+                    have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
                 stored = self._meta(con, "rules")
                 if stored is None:
                     rules = rules or CompetitionRules()
@@ -142,6 +165,8 @@ class LeaderboardStore:
                         )
                     rules = existing
         self.rules = rules
+        self.key_path = self.path.with_name(self.path.stem + ".key")
+        self._key = _load_or_create_key(self.key_path)
 
     # -- connections ------------------------------------------------------------------------
     @contextmanager
@@ -207,6 +232,7 @@ class LeaderboardStore:
             d["tags"] = json.loads(d["tags"])
             d["latency_passes"] = json.loads(d["latency_passes"])
             d["machine"] = json.loads(d["machine"])
+            d["measurement"] = json.loads(d.get("measurement") or "{}")
             out.append(d)
         return out
 
@@ -247,6 +273,8 @@ class LeaderboardStore:
         missing = [c for c in EVAL_COLUMNS if c not in evaluation]
         if missing:
             raise StoreError(f"evaluation lacks {missing}")
+        evaluation = {**OPTIONAL_COLUMNS, **evaluation}
+        columns = EVAL_COLUMNS + tuple(OPTIONAL_COLUMNS)
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -281,13 +309,14 @@ class LeaderboardStore:
                     ),
                 )
                 sid = int(cur.lastrowid)
-                values = [evaluation[c] for c in EVAL_COLUMNS]
+                values = [evaluation[c] for c in columns]
                 values = [json.dumps(v) if isinstance(v, list | dict) else v for v in values]
                 con.execute(
-                    f"INSERT INTO evaluations (submission_id, {', '.join(EVAL_COLUMNS)}) "
-                    f"VALUES (?, {', '.join('?' * len(EVAL_COLUMNS))})",
+                    f"INSERT INTO evaluations (submission_id, {', '.join(columns)}) "
+                    f"VALUES (?, {', '.join('?' * len(columns))})",
                     [sid, *values],
                 )
+                self._sign_evaluation(con, sid)
                 con.execute(
                     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
                 )
@@ -316,7 +345,81 @@ class LeaderboardStore:
                 "INSERT INTO awards (team, points, reason, awarded_at) VALUES (?, ?, ?, ?)",
                 (team, float(points), reason.strip(), awarded_at),
             )
-            return int(cur.lastrowid)
+            award_id = int(cur.lastrowid)
+            con.execute(
+                "UPDATE awards SET digest = ? WHERE id = ?",
+                (self._mac("award", _award_text(con, award_id)), award_id),
+            )
+            return award_id
+
+    # -- digests ----------------------------------------------------------------------------
+    def _mac(self, *parts: str) -> str:
+        return hmac.new(self._key, "\n".join(parts).encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _sign_evaluation(self, con: sqlite3.Connection, sid: int) -> None:
+        """Inside the recording transaction: the row's digest, chained to the previous row's,
+        and the signed head of the chain (so a removed last row is noticed too)."""
+        prev = con.execute(
+            "SELECT digest FROM evaluations WHERE submission_id < ? ORDER BY submission_id DESC "
+            "LIMIT 1", (sid,)
+        ).fetchone()
+        digest = self._mac("evaluation", (prev[0] or "") if prev else "", _row_text(con, sid))
+        con.execute("UPDATE evaluations SET digest = ? WHERE submission_id = ?", (digest, sid))
+        count = con.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        head = json.dumps({"count": count, "head": digest,
+                           "mac": self._mac("head", str(count), digest)})
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('chain', ?)", (head,))
+
+    def digest_problems(self) -> list[str]:
+        """Rows no evaluation of this arena produced, or altered since: each row's digest is
+        recomputed with the arena's key (HMAC-SHA256 over the row and the previous digest)."""
+        out = []
+        with self._connect() as con:
+            prev = ""
+            rows = con.execute(
+                "SELECT s.id, s.team, e.digest FROM submissions s JOIN evaluations e "
+                "ON e.submission_id = s.id ORDER BY s.id"
+            ).fetchall()
+            for sid, team, digest in rows:
+                where = f"row {sid} (team {team})"
+                if not digest:
+                    out.append(f"{where} carries no digest: no evaluation of this arena wrote it")
+                elif not hmac.compare_digest(
+                    digest, self._mac("evaluation", prev, _row_text(con, sid))
+                ):
+                    out.append(
+                        f"{where} does not match its digest: it was altered after its "
+                        "evaluation, inserted without one, or a row before it was removed"
+                    )
+                prev = digest or ""
+            chain = self._meta(con, "chain")
+            if rows or chain:
+                try:
+                    head = json.loads(chain or "{}")
+                    ok = hmac.compare_digest(
+                        str(head.get("mac", "")),
+                        self._mac("head", str(head.get("count")), str(head.get("head"))),
+                    )
+                except (ValueError, AttributeError):
+                    ok, head = False, {}
+                if not ok:
+                    out.append("the signed head of the evaluation chain is missing or altered")
+                elif head["count"] != len(rows) or head["head"] != prev:
+                    out.append(
+                        f"the evaluation chain ends at {head['count']} signed evaluations but "
+                        f"the database holds {len(rows)}: rows were removed or added"
+                    )
+            for (award_id, team, digest) in con.execute(
+                "SELECT id, team, digest FROM awards ORDER BY id"
+            ).fetchall():
+                if not digest or not hmac.compare_digest(
+                    digest, self._mac("award", _award_text(con, award_id))
+                ):
+                    out.append(
+                        f"award {award_id} (team {team}) does not match its digest: it was not "
+                        "written by `tito competition award` of this arena, or was altered"
+                    )
+        return out
 
     # -- checks -----------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -372,7 +475,54 @@ class LeaderboardStore:
                 out.append(f"submission {sid}: p50 is not the median of its passes")
             if not r["machine"]:
                 out.append(f"submission {sid}: no machine description")
-        return out
+        return out + self.digest_problems()
+
+
+def _row_text(con: sqlite3.Connection, sid: int) -> str:
+    """The evaluation record of submission `sid` as stored (every column of its submission and
+    evaluation rows but the digest), in one canonical text."""
+    sub = con.execute("SELECT * FROM submissions WHERE id = ?", (sid,)).fetchone()
+    ev = con.execute("SELECT * FROM evaluations WHERE submission_id = ?", (sid,)).fetchone()
+    record = {"submission": _plain(sub), "evaluation": _plain(ev, skip=("digest",))}
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def _award_text(con: sqlite3.Connection, award_id: int) -> str:
+    row = con.execute("SELECT * FROM awards WHERE id = ?", (award_id,)).fetchone()
+    return json.dumps(_plain(row, skip=("digest",)), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(row, skip=()) -> dict | None:
+    if row is None:
+        return None
+    return {k: (repr(row[k]) if isinstance(row[k], float) else row[k])
+            for k in row.keys() if k not in skip}
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    """The arena's secret key (32 random bytes, hex, mode 0600): next to the database, which
+    no runner can see (docs/grading.md). Created atomically on first use."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)  # fails if another process created it first: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        text = path.read_text(encoding="ascii").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise StoreError(f"{path} is not an arena key (64 hex digits); restore it from a backup")
+    return key
 
 
 def entry_from_row(r: dict, innovation_points: float = 0.0) -> Entry:
