@@ -82,6 +82,11 @@ def prepare(tmp: Path, module_dir: Path, n: int) -> tuple[Project, object, dict[
     root = tmp / "base"
     (root / "modules").mkdir(parents=True)
     shutil.copytree(module_dir, root / "modules" / module_dir.name)
+    # the student build grading imports needs the graded module's prerequisites beside it
+    siblings = sorted(module_dir.parent.iterdir()) if module_dir.parent == ROOT / "modules" else []
+    for other in siblings:
+        if other.is_dir() and other.name != module_dir.name and (other / "module.yaml").exists():
+            shutil.copytree(other, root / "modules" / other.name)
     project = Project.at(root, nbgrader_config=ROOT / "nbgrader_config.py")
     spec = load_module(project.modules_dir / module_dir.name)
     release_module(parse_source(spec), project)
