@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tito import nbg  # noqa: E402
+from tito.export import export  # noqa: E402
 from tito.grade import autograde  # noqa: E402
 from tito.modules import load_module  # noqa: E402
 from tito.project import Project  # noqa: E402
@@ -89,6 +90,8 @@ def prepare(tmp: Path, module_dir: Path, n: int) -> tuple[Project, object, dict[
             shutil.copytree(other, root / "modules" / other.name)
     project = Project.at(root, nbgrader_config=ROOT / "nbgrader_config.py")
     spec = load_module(project.modules_dir / module_dir.name)
+    if siblings:  # the references the student build ships for published prerequisites
+        export([load_module(d) for d in sorted(project.modules_dir.iterdir())], project)
     release_module(parse_source(spec), project)
     samples(spec, project)
     sub = project.course_dir / "submitted"
