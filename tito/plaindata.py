@@ -1,16 +1,18 @@
 """Plain data across the grading boundary: what a probe sends back and how the worker reads it.
 
 ``encode`` runs in the grading process (student code); ``decode`` runs in the worker and is
-strict because it reads what student code produced: no pickle (``np.load(allow_pickle=False)``),
-numeric and bool arrays only, size caps, JSON for numbers and strings. An ndarray subclass
+strict because it reads what student code produced: arrays are raw bytes plus a dtype that
+must be plain numeric or bool (``<f8``, ``|b1``, ...: no object or structured dtype can even be
+named, so nothing is unpickled or constructed), with an exact size; JSON for numbers and
+strings; size caps. An ndarray subclass
 becomes a base-class copy of its data when recorded, so no student object crosses.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,8 +38,8 @@ def plain(value, arrays: dict[str, np.ndarray] | None = None):
             raise ProbeError(f"arrays of dtype {arr.dtype} cannot be returned (numeric only)")
         if arrays is None:
             return arr
-        key = f"a{len(arrays)}"
-        arrays[key] = arr
+        key = len(arrays)
+        arrays[f"a{key}"] = arr
         return {_ARRAY: key}
     if isinstance(value, np.generic):
         if value.dtype.kind not in _KINDS:
@@ -63,24 +65,37 @@ def plain(value, arrays: dict[str, np.ndarray] | None = None):
 
 
 def encode(values: Mapping[str, object]) -> dict:
-    """``values`` (name -> plain data) as a JSON-safe payload: arrays in one base64 npz."""
+    """``values`` (name -> plain data) as a JSON-safe payload: the tree as JSON, each array as
+    (dtype, shape, offset, nbytes) into one base64 buffer of their raw bytes."""
     arrays: dict[str, np.ndarray] = {}
     tree = plain(dict(values), arrays)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    table, chunks, offset = [], [], 0
+    for arr in arrays.values():
+        arr = arr if arr.flags.c_contiguous else arr.copy(order="C")  # (keeps 0-d arrays 0-d)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        table.append([arr.dtype.str, list(arr.shape), offset, arr.nbytes])
+        chunks.append(arr.tobytes())
+        offset += arr.nbytes
     return {
         "json": json.dumps(tree, allow_nan=False),
-        "npz": base64.b64encode(buf.getvalue()).decode("ascii"),
+        "arrays": table,
+        "data": base64.b64encode(b"".join(chunks)).decode("ascii"),
     }
 
 
+_DTYPE = re.compile(r"[<|][biufc][0-9]{1,2}")  # little-endian (or byte-sized) numeric only
+
+
 def decode(payload) -> dict:
-    """The values of an ``encode`` payload, strictly: anything else raises ProbeError."""
-    if type(payload) is not dict or set(payload) != {"json", "npz"}:
+    """The values of an ``encode`` payload, strictly: anything else raises ProbeError. Arrays
+    are rebuilt from raw bytes with a dtype that must be a plain numeric one (no object, no
+    structured, no pickle: nothing but numbers can be expressed) and an exact size."""
+    if type(payload) is not dict or set(payload) != {"json", "arrays", "data"}:
         raise ProbeError("the payload is not a probe payload")
-    text, blob = payload["json"], payload["npz"]
-    if type(text) is not str or type(blob) is not str:
-        raise ProbeError("the payload's fields are not strings")
+    text, table, blob = payload["json"], payload["arrays"], payload["data"]
+    if type(text) is not str or type(blob) is not str or type(table) is not list:
+        raise ProbeError("the payload's fields have the wrong types")
     if len(text) + len(blob) > MAX_PAYLOAD * 4 // 3 + 1024:
         raise ProbeError(f"the payload is larger than {MAX_PAYLOAD >> 20} MB")
     try:
@@ -88,24 +103,31 @@ def decode(payload) -> dict:
         tree = json.loads(text)
     except ValueError as exc:
         raise ProbeError(f"the payload does not decode: {exc}") from None
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            for key in npz.files:
-                arr = npz[key]
-                if arr.dtype.kind not in _KINDS or arr.dtype.fields is not None:
-                    raise ProbeError(f"array {key} has dtype {arr.dtype} (numeric only)")
-                arrays[key] = arr
-    except ProbeError:
-        raise
-    except Exception as exc:  # a malformed npz: whatever numpy raises, the answer is the same
-        raise ProbeError(f"the arrays do not load: {type(exc).__name__}: {exc}") from None
+    arrays: list[np.ndarray] = []
+    for i, entry in enumerate(table):
+        if type(entry) is not list or len(entry) != 4:
+            raise ProbeError(f"array {i}: malformed entry")
+        dtype_str, shape, offset, nbytes = entry
+        if type(dtype_str) is not str or not _DTYPE.fullmatch(dtype_str):
+            raise ProbeError(f"array {i}: dtype {dtype_str!r} is not a plain numeric dtype")
+        dtype = np.dtype(dtype_str)
+        if dtype.kind not in _KINDS or dtype.fields is not None:
+            raise ProbeError(f"array {i}: dtype {dtype} (numeric only)")
+        if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+            raise ProbeError(f"array {i}: shape {shape!r} is not a list of sizes")
+        if type(offset) is not int or type(nbytes) is not int or offset < 0:
+            raise ProbeError(f"array {i}: bad offset or size")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * dtype.itemsize != nbytes or offset + nbytes > len(raw):
+            raise ProbeError(f"array {i}: {nbytes} bytes do not hold {shape} of {dtype}")
+        arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(tuple(shape))
+        arrays.append(arr.copy())
 
     def build(node):
         if type(node) is dict:
             if set(node) == {_ARRAY}:
                 key = node[_ARRAY]
-                if key not in arrays:
+                if type(key) is not int or not 0 <= key < len(arrays):
                     raise ProbeError(f"the payload names a missing array {key!r}")
                 return arrays[key]
             if set(node) == {"__float__"}:
