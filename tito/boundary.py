@@ -334,26 +334,12 @@ def _enter_child(uid: int | None, work: str, files: dict[str, str]) -> None:
             f.write(base64.b64decode(data))
 
 
-def _pin_blas() -> None:
-    """One BLAS thread in numpy's pools, before the template's snapshot and the guard (which
-    refuses the native calls this needs): the forked grading processes inherit the pin, and the
-    setup cells' own ``pin_blas_threads(1)`` finds it made (as the --no-sandbox worker does)."""
-    try:
-        import numpy  # noqa: F401  (the pools to pin must be loaded)
-
-        from tinytorch.core.threads import pin_blas_threads
-    except ImportError:  # a course without tinytorch: nothing to pin
-        return
-    pin_blas_threads(1)
-
-
 def main(ctl_fd: int) -> int:
     sock = socket.socket(fileno=ctl_fd)
     fd = sock.fileno()
     init = sandbox.recv_msg(fd)
     try:
         _not_dumpable()
-        _pin_blas()
         template = sandbox.Template(init["preload"], tuple(init["blocked"]), init["package_dir"])
     except BaseException as exc:
         sandbox.send_msg(fd, {"op": "fatal", "error": f"{type(exc).__name__}: {exc}"})

@@ -9,7 +9,8 @@ modules, attributes of library classes, ``sys.modules``, ``sys.meta_path``, ``gc
 ``sys.path_importer_cache`` ... are compared with the snapshot, put back, and each change is
 named (a change made while a grade cell ran voids that cell; docs/grading.md says why).
 
-Only the standard library is used here.
+Only the standard library is used here (numpy, tinytorch and tqdm only when present, to
+pin BLAS threads and quiet tqdm before the snapshot).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Template:
     def __init__(self, preload: Iterable[str], blocked: Sequence[str], package_dir: str | None):
         self.preload_errors: dict[str, str] = {}
         os.environ.setdefault("MPLBACKEND", "Agg")
+        self._pin_blas()
         for name in sorted(set(preload)):
             if any(name == b or name.startswith(b + ".") for b in blocked):
                 continue
@@ -52,6 +54,19 @@ class Template:
                 raise RuntimeError(f"the reference solution {b} was imported while preloading")
         gc.collect()
         self.guard = Guard(exclude=("__main__", "__mp_main__"))
+
+    @staticmethod
+    def _pin_blas() -> None:
+        """One BLAS thread in numpy's pools, before the snapshot and the guard (which refuses
+        the native calls this needs): forked children inherit the pin, and the setup cells' own
+        ``pin_blas_threads(1)`` finds it made (tinytorch/core/threads.py)."""
+        try:
+            import numpy  # noqa: F401  (the pools to pin must be loaded)
+
+            from tinytorch.core.threads import pin_blas_threads
+        except ImportError:  # a course without tinytorch: nothing to pin
+            return
+        pin_blas_threads(1)
 
     @staticmethod
     def _extend_package(package_dir: str) -> None:

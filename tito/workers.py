@@ -197,14 +197,6 @@ def template_for(ctx: GradingContext) -> Launcher:
 
             use_student_site(ctx.student_site)
             package_dir = None
-        # one BLAS thread in numpy's pools, before the snapshot and the guard (which refuses the
-        # native calls this needs): forked children inherit the pin, and the setup cells' own
-        # pin_blas_threads(1) sees it was done (tinytorch/core/threads.py)
-        import numpy  # noqa: F401  (the pools to pin must be loaded)
-
-        from tinytorch.core.threads import pin_blas_threads
-
-        pin_blas_threads(1)
         _TEMPLATES[key] = sandbox.Template(ctx.preload, ctx.policy.blocked_modules, package_dir)
     return _TEMPLATES[key]
 
