@@ -4,8 +4,8 @@
 strict because it reads what student code produced: arrays are raw bytes plus a dtype that
 must be plain numeric or bool (``<f8``, ``|b1``, ...: no object or structured dtype can even be
 named, so nothing is unpickled or constructed), with an exact size; JSON for numbers and
-strings; size caps. An ndarray subclass
-becomes a base-class copy of its data when recorded, so no student object crosses.
+strings; size caps. An ndarray subclass becomes a base-class copy of its data when recorded, so
+no student object crosses.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class ProbeError(Exception):
 
 
 # ---- the codec ---------------------------------------------------------------------------------
-def plain(value, arrays: dict[str, np.ndarray] | None = None):
-    """``value`` as plain data: arrays (moved into ``arrays`` behind a marker when given),
+def plain(value, arrays: list[np.ndarray] | None = None):
+    """``value`` as plain data: arrays (moved into ``arrays`` behind an index marker when given),
     numbers, strings, None, lists and str-keyed dicts of those. Raises ProbeError otherwise."""
     if isinstance(value, np.ndarray):
         arr = np.array(value, copy=True, subok=False)  # a base-class copy: no subclass survives
@@ -38,9 +38,8 @@ def plain(value, arrays: dict[str, np.ndarray] | None = None):
             raise ProbeError(f"arrays of dtype {arr.dtype} cannot be returned (numeric only)")
         if arrays is None:
             return arr
-        key = len(arrays)
-        arrays[f"a{key}"] = arr
-        return {_ARRAY: key}
+        arrays.append(arr)
+        return {_ARRAY: len(arrays) - 1}
     if isinstance(value, np.generic):
         if value.dtype.kind not in _KINDS:
             raise ProbeError(f"numpy scalars of dtype {value.dtype} cannot be returned")
@@ -67,10 +66,10 @@ def plain(value, arrays: dict[str, np.ndarray] | None = None):
 def encode(values: Mapping[str, object]) -> dict:
     """``values`` (name -> plain data) as a JSON-safe payload: the tree as JSON, each array as
     (dtype, shape, offset, nbytes) into one base64 buffer of their raw bytes."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: list[np.ndarray] = []
     tree = plain(dict(values), arrays)
     table, chunks, offset = [], [], 0
-    for arr in arrays.values():
+    for arr in arrays:
         arr = arr if arr.flags.c_contiguous else arr.copy(order="C")  # (keeps 0-d arrays 0-d)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
