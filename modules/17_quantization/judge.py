@@ -109,12 +109,13 @@ def _qp_inputs(rng: np.random.Generator) -> dict:
     # only positive / only negative ranges: stretched to include 0
     cases.append([float(rng.uniform(0.5, 3)), float(rng.uniform(4, 9)), 8])
     cases.append([-float(rng.uniform(4, 9)), -float(rng.uniform(0.5, 3)), 8])
-    # exact ties lo / scale = -(k + 0.5): scale 2^-e exactly (half-to-even vs half-away)
+    # exact ties lo / scale = -(k + 0.5): scale 2^-e exactly (half-to-even vs half-away). An
+    # even k tells them apart (k + 0.5 rounds to k, not k + 1), an odd k catches rounding down.
     for bits in (8, 4):
         n = 2**bits - 1
-        for _ in range(3):
+        for parity in (0, 1, 0):
             e = int(rng.integers(1, 6))
-            k = int(rng.integers(1, n - 1))
+            k = 2 * int(rng.integers(1, (n - 1) // 2)) - 1 + parity  # in [1, n - 2]
             s = 2.0**-e
             cases.append([-(k + 0.5) * s, (n - k - 0.5) * s, bits])
     # fractional parts below and above one half (floor vs ceil vs trunc)

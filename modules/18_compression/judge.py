@@ -538,7 +538,10 @@ def _distill_inputs(rng: np.random.Generator) -> dict:
             "T": round(temp, 4),
             "alpha": [1.0, 0.0, round(float(rng.uniform(0.1, 0.9)), 4)][k % 3],
         })
-    huge = rng.choice([-1, 1], size=(2, 4)) * rng.uniform(500, 1000, size=(2, 4))
+    # both signs in every row: a spread over 1000 underflows exp even in float64 (log(softmax)
+    # gives -inf), whatever the draw
+    signs = np.array([rng.permutation([1, -1, 1, -1]) for _ in range(2)])
+    huge = signs * rng.uniform(500, 1000, size=(2, 4))
     return {"cases": cases, "huge_s": huge, "huge_t": -huge, "huge_y": rng.integers(0, 4, 2)}
 
 

@@ -435,6 +435,8 @@ def _monotone_inputs(rng: np.random.Generator) -> dict:
         {"measured": [[*mild, 1.0], [lo, r, None, 0.75]], "floor": 0.875, "noise": 0.0,
          "queries": [harsh]},
         {"measured": [[lo, other, 8, 0.75]], "floor": 0.875, "noise": 0.0, "queries": [harsh]},
+        # no floor: nothing is infeasible, even behind a milder relative that scored low
+        {"measured": [[*mild, 0.75]], "floor": None, "noise": 0.0, "queries": [harsh, mild]},
     ]
     return {"cases": cases}
 

@@ -81,6 +81,17 @@ def _percentile_inputs(rng: np.random.Generator) -> dict:
             v = rng.permutation(rng.standard_normal(n) * 5 + 3)
         qs = [0, 100, 50, 90, float(rng.uniform(0.5, 99.5)), int(rng.integers(1, 100))]
         cases.append({"values": v, "qs": qs})
+    # Distinct values with ranks q/100*n that fall between two integers, once just above one
+    # (ceil and round disagree) and once just below the next (ceil and floor disagree): drawn
+    # at random, the cases above can all land on ties or whole ranks. And whole ranks (n a
+    # multiple of 4, q 25 and 75: exact in binary), where floor + 1 and ceil disagree.
+    n = 4 * int(rng.integers(2, 10))
+    lo, hi = float(rng.uniform(0.1, 0.4)), float(rng.uniform(0.6, 0.9))
+    whole = int(rng.integers(1, n - 1))
+    cases.append({
+        "values": rng.permutation(np.arange(n) * 1.5 + rng.uniform(0, 1)),
+        "qs": [100 * (whole + lo) / n, 100 * (whole + hi) / n, 25, 75],
+    })
     return {"cases": cases, "bad": [[[], 50], [[1.0], -1], [[1.0], 101], [[1.0, math.nan], 50]]}
 
 
@@ -306,6 +317,10 @@ def _split_inputs(rng: np.random.Generator) -> dict:
     pred = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 10, n))
     pub = np.sort(rng.choice(n, n // 3, replace=False)).astype(np.int64)
     priv = np.setdiff1d(np.arange(n), pub).astype(np.int64)
+    correct = pred == labels
+    if correct[pub].mean() == correct[priv].mean():  # equal parts: the whole set's accuracy
+        i = pub[0]  # would pass for both; make them differ
+        pred[i] = labels[i] if not correct[i] else (labels[i] + 1) % 10
     return {
         "cases": cases,
         "bad": [[10, 0.0], [10, 1.0], [1, 0.5], [3, 0.1]],
