@@ -231,46 +231,38 @@ def bench_conv(repeats: int, quick: bool) -> dict | None:
 
 
 def bench_im2col_layouts(repeats: int, quick: bool) -> dict:
-    """The im2col copy and the product for the two row orders, on the 64->64 layer."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    from tinytorch.core.nn import _pad_nhwc, _patches, pack_conv_weight
+    """The im2col copy in each layout on each conv layer, and which one `conv_layout` picks."""
+    from tinytorch.core.nn import conv_layout, im2col_patches
 
     n = 8 if quick else 64
     rng = np.random.default_rng(1)
-    x = rng.random((n, 64, 16, 16), dtype=np.float32)
-    w = rng.random((64, 64, 3, 3), dtype=np.float32)
-
-    def channels_first():  # rows (N*Ho*Wo, C*kh*kw) from NCHW windows, weight as a view
-        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-        win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, kh, kw)
-        return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * 256, 576)
-
-    def channels_last():  # rows (N*Ho*Wo, kh*kw*C) from padded NHWC windows
-        return _patches(_pad_nhwc(x, 1, 1), 3, 3, 1, 1, 16, 16)
-
-    wf, wl = w.reshape(64, 576).T, pack_conv_weight(w)
-    cf, cl = channels_first(), channels_last()
-    secs = H.compare(
-        {
-            "im2col channels-first": channels_first,
-            "im2col channels-last": channels_last,
-            "GEMM channels-first": lambda: cf @ wf,
-            "GEMM channels-last": lambda: cl @ wl,
-        },
-        repeats=repeats,
-        timer=CLOCK,
-    )
+    layers = {  # name: (input shape, kernel, padding)
+        "digits conv1 1->16, 8x8": ((n, 1, 8, 8), 3, 1),
+        "digits conv2 16->32, 4x4": ((n, 16, 4, 4), 3, 1),
+        "3x3 64->64, 16x16": ((n, 64, 16, 16), 3, 1),
+    }
+    out, rows = {}, []
+    for name, (shape, k, p) in layers.items():
+        x = rng.random(shape, dtype=np.float32)
+        secs = H.compare(
+            {lay: (lambda lay=lay, x=x, k=k, p=p: im2col_patches(x, (k, k), (1, 1), (p, p), lay))
+             for lay in ("pixels", "channels-last")},
+            repeats=repeats, timer=CLOCK,
+        )  # fmt: skip
+        picked = conv_layout(shape[1], k, 1, shape[3] + 2 * p - k + 1)
+        faster = min(secs, key=secs.get)
+        out[name] = {"pixels_ms": secs["pixels"] * 1e3,
+                     "channels_last_ms": secs["channels-last"] * 1e3,
+                     "picked": picked, "faster": faster}  # fmt: skip
+        rows.append([name, secs["pixels"] * 1e3, secs["channels-last"] * 1e3, picked, faster])
     H.print_table(
-        ["step", "channels-first (C, kh, kw) (ms)", "channels-last (kh, kw, C) (ms)"],
-        [
-            ["im2col copy", secs["im2col channels-first"] * 1e3,
-             secs["im2col channels-last"] * 1e3],
-            ["GEMM", secs["GEMM channels-first"] * 1e3, secs["GEMM channels-last"] * 1e3],
-        ],
-        title=f"im2col row layout, 3x3 64->64 at 16x16, batch {n} (the library uses the faster)",
+        ["layer", "pixels (C, kh, kw) (ms)", "channels-last (kh, kw, C) (ms)", "conv_layout",
+         "faster"],
+        rows,
+        title=f"im2col copy per layout, batch {n} (conv_layout: runs of Wo pixels vs kw*C "
+              "channels)",
     )  # fmt: skip
-    return {k: v * 1e3 for k, v in secs.items()}
+    return out
 
 
 def bench_digits(kind: str, epochs: int, seed: int = 0) -> dict:
@@ -353,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     targets = print_ops(ops)
     conv = bench_conv(repeats=H.pick(args, 3, 9), quick=args.quick)
     if conv is not None:
+        for name, r in conv["im2col layouts"].items():
+            if not args.quick:  # tiny batches time copies too short to call
+                ms = {"pixels": r["pixels_ms"], "channels-last": r["channels_last_ms"]}
+                targets.append(H.Target(f"{name}: im2col copy conv_layout picks / the faster",
+                                        ms[r["picked"]] / ms[r["faster"]], 1.1, unit="x",
+                                        higher_is_better=False))
         for key, r in conv.items():
             if key != "im2col layouts":
                 limit = 5.0 if r["batch"] == 1 else 3.0

@@ -304,6 +304,24 @@ def test_conv_relu_pool_inference_equals_the_graph_path(cfg, pool, seed):
     np.testing.assert_allclose(fast.data, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("cin", "stride", "hw", "bias", "layout"),
+    [(1, 1, (6, 7), True, "pixels"), (3, 1, (5, 12), False, "pixels"),
+     (3, 1, (5, 5), True, "channels-last"), (1, 2, (7, 8), False, "channels-last")],
+)  # fmt: skip
+def test_conv2d_both_im2col_layouts(cin, stride, hw, bias, layout):
+    """Each patch layout `conv_layout` can pick matches the direct loops and the finite
+    differences (the hypothesis configurations above cover both too, but not by name)."""
+    assert nn.conv_layout(cin, 3, stride, nn._out_size(hw[1], 3, stride, 1)) == layout
+    rng = np.random.default_rng(1)
+    conv = f64(lambda: nn.Conv2d(cin, 2, 3, stride=stride, padding=1, bias=bias))
+    x = rand(rng, (2, cin, *hw))
+    b = conv.bias.data if bias else None
+    ref = reference_conv2d(x.data, conv.weight.data, b, stride, 1)
+    np.testing.assert_allclose(conv(x).data, ref, rtol=1e-12, atol=1e-12)
+    check(lambda x, *ps: conv(x), [x, conv.weight] + ([conv.bias] if bias else []))
+
+
 def test_conv2d_sees_in_place_weight_changes():
     """The weight is packed at every call: an in-place update is never served stale."""
     conv = f64(lambda: nn.Conv2d(2, 3, 3, padding=1))
@@ -339,7 +357,8 @@ def test_linear_and_conv_route_through_backend():
             assert counter.calls == [((6, 6), (6, 4))]
             counter.calls.clear()
             conv(np.ones((2, 2, 4, 4)))
-            assert counter.calls == [((2 * 4 * 4, 2 * 3 * 3), (2 * 3 * 3, 5))]  # one matmul
+            # one matmul; the bias is the weight of one more column of ones
+            assert counter.calls == [((2 * 4 * 4, 2 * 3 * 3 + 1), (2 * 3 * 3 + 1, 5))]
         counter.calls.clear()
         with backends.use_backend("counting-test"):
             conv(np.ones((2, 2, 4, 4))).sum().backward()
@@ -672,3 +691,66 @@ def test_bench_core_quick_runs_and_writes_valid_json(tmp_path):
         assert all(r["max_abs_diff"] < 1e-4 for r in rows.values())
     assert {"MLP digits", "CNN digits"} <= set(data["training"])
     assert all(r["median_step_ms"] > 0 for r in data["training"].values())
+
+
+# ===================================================== Sequential's no_grad array path
+def _mixed_model():
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Tanh(),  # Tanh: no kernel
+        nn.Conv2d(4, 3, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Dropout(0.5), nn.Linear(3, 5),
+    )  # fmt: skip
+
+
+def test_sequential_no_grad_path_equals_the_module_path():
+    """Under no_grad, runs of layers with an array kernel give the values of each layer's own
+    forward, around layers without one (Tanh, Dropout in eval), and return a Tensor."""
+    model = f64(_mixed_model).eval()
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6))
+    with default_dtype(np.float64):
+        ref = x
+        for layer in model:  # one Module call at a time, recording a graph
+            ref = layer(ref)
+        with no_grad():
+            fast = model(x)
+            from_tensor = model(Tensor(x))
+    assert type(fast) is Tensor and fast.dtype == np.float64 and not fast.requires_grad
+    np.testing.assert_array_equal(fast.data, ref.data)
+    np.testing.assert_array_equal(from_tensor.data, ref.data)
+
+
+def test_sequential_no_grad_path_respects_replaced_forwards():
+    """A subclass or an instance whose forward was replaced runs its own forward."""
+
+    class Doubling(nn.ReLU):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    x = np.abs(np.random.default_rng(1).standard_normal((2, 3))) + 0.1
+    with no_grad():
+        np.testing.assert_allclose(nn.Sequential(Doubling())(x).data, 2 * x, rtol=1e-6)
+        relu = nn.ReLU()
+        relu.forward = lambda t: t * 3.0
+        np.testing.assert_allclose(nn.Sequential(relu)(x).data, 3 * x, rtol=1e-6)
+
+
+def test_sequential_no_grad_path_errors_name_the_layer_and_shapes():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(8, 2))
+    with no_grad():
+        with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expects input \(N, 3, H, W\), got"):
+            model(np.zeros((1, 2, 5, 5), np.float32))
+        with pytest.raises(ValueError, match=r"does not fit input \(1, 3, 2, 2\)"):
+            model(np.zeros((1, 3, 2, 2), np.float32))
+        with pytest.raises(ValueError, match=r"Linear\(8, 2\) expects input \(\.\.\., 8\), got"):
+            model(np.zeros((1, 3, 5, 5), np.float32))
+
+
+def test_sequential_no_grad_path_routes_through_the_backend():
+    counter = backends.register_backend(CountingBackend())
+    try:
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(2 * 4 * 4, 3))
+        with backends.use_backend("counting-test"), no_grad():
+            model(np.ones((2, 1, 4, 4), np.float32))
+        assert len(counter.calls) == 2  # the conv's one product and the linear's
+    finally:
+        backends.unregister_backend("counting-test")

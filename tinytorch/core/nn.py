@@ -28,6 +28,7 @@ from tinytorch.core.tensor import (
     _resolve_dtype,
     get_default_dtype,
     is_grad_enabled,
+    relu_values,
 )
 
 __all__ = [
@@ -646,6 +647,14 @@ class Linear(Module):
             )
         return linear(x, self.weight, self.bias)
 
+    def _forward_array(self, a: np.ndarray) -> np.ndarray:
+        if a.ndim == 0 or a.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects input "
+                f"(..., {self.in_features}), got {a.shape}"
+            )
+        return linear_kernel(a, self.weight.data, None if self.bias is None else self.bias.data)
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -722,43 +731,119 @@ def _pad_nhwc(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
     return xp
 
 
-def _patches(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int) -> np.ndarray:
-    """im2col of a padded channels-last xp (N, Hp, Wp, C) -> rows (N*Ho*Wo, kh*kw*C).
+def _pad_nchw(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """(N, C, H, W) -> zero-padded (N, C, H + 2ph, W + 2pw), one copy (none without padding)."""
+    if not (ph or pw) and x.flags.c_contiguous:
+        return x
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    xp[:, :, ph : ph + h, pw : pw + w] = x
+    return xp
 
-    The windows are a strided view (N, Ho, Wo, kh, kw, C) of xp; the reshape is the one copy.
-    Channels-last puts each window row's kw*C values next to each other in memory, so the copy
-    moves runs of kw*C floats; the channels-first order (C, kh, kw) gathers runs of kw floats
-    and measured 3-5x slower (bench/core.py prints both).
+
+def conv_layout(c: int, kw: int, sw: int, wo: int) -> str:
+    """Which im2col copy moves the longer contiguous runs of memory, and so is the faster one.
+
+    "channels-last": rows (N*Ho*Wo, kh*kw*C) from a channels-last copy; each window row is a
+    run of kw*C floats. "pixels": columns (C*kh*kw, N*Ho*Wo) from the NCHW input; each is a run
+    of Wo output pixels (contiguous at stride 1 only). A first layer (C = 1 or 3) on an image
+    has runs of 3 or 9 floats channels-last and of Wo pixels the other way (bench/core.py,
+    "im2col layouts", times both on each layer and checks this rule picks the faster).
     """
-    n, _, _, c = xp.shape
+    return "pixels" if sw == 1 and wo > kw * c else "channels-last"
+
+
+def im2col_patches(x: np.ndarray, kernel_size, stride, padding, layout: str) -> np.ndarray:
+    """The patch matrix (N*Ho*Wo, K + 1) of x (N, C, H, W), K = C*kh*kw, in `layout`'s column
+    order, with a last column of ones (the bias's input). One copy, through a strided view."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = x.shape
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    k, m = c * kh * kw, n * ho * wo
+    if layout == "pixels":  # columns (C, kh, kw) | rows (N, Ho, Wo)
+        xp = _pad_nchw(x, ph, pw)  # (N, C, Hp, Wp)
+        s_n, s_c, s_h, s_w = xp.strides
+        win = _strided(xp, (c, kh, kw, n, ho, wo), (s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+        buf = np.empty((k + 1, m), dtype=x.dtype)  # (K + 1, N*Ho*Wo): one column per pixel
+        buf[:k].reshape(c, kh, kw, n, ho, wo)[...] = win  # the copy (the reshape is a view)
+        buf[k] = 1
+        return buf.T  # (N*Ho*Wo, K + 1), column-major: BLAS reads it transposed
+    xp = _pad_nhwc(x, ph, pw)  # (N, Hp, Wp, C); columns (kh, kw, C)
     s_n, s_h, s_w, s_c = xp.strides
     win = _strided(xp, (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
-    return win.reshape(n * ho * wo, kh * kw * c)  # (N*Ho*Wo, kh*kw*C)
+    cols = np.empty((m, k + 1), dtype=x.dtype)  # (N*Ho*Wo, K + 1): one row per pixel
+    cols[:, :k].reshape(n, ho, wo, kh, kw, c)[...] = win  # the copy (the reshape is a view)
+    cols[:, k] = 1
+    return cols
 
 
-def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """(out_c, C, kh, kw) -> (kh*kw*C, out_c), the row order of `_patches` (one copy)."""
+def pack_conv_weight(w: np.ndarray, b: np.ndarray | None, layout: str, dtype) -> np.ndarray:
+    """(O, C, kh, kw) weight and (O,) bias -> (K + 1, O) in the row order of `im2col_patches`
+    (`layout`), the bias as the last row. A copy, made at every call: a pack cached once could
+    not see an in-place edit of the weight (pruning, gradcheck); it is small next to the
+    patches."""
     out_c, c, kh, kw = w.shape
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
+    k = c * kh * kw
+    wk = np.empty((k + 1, out_c), dtype=dtype)
+    if layout == "pixels":
+        wk[:k] = w.reshape(out_c, k).T  # (C*kh*kw, O)
+    else:
+        wk[:k].reshape(kh, kw, c, out_c)[...] = w.transpose(2, 3, 1, 0)  # (kh*kw*C, O)
+    wk[k] = 0 if b is None else b
+    return wk
 
 
-def conv2d_kernel(x, wpack, b, kernel_size, stride, padding) -> tuple[np.ndarray, np.ndarray]:
-    """numpy forward of `conv2d` -> (out (N, out_c, Ho, Wo), the patch rows it multiplied).
+def conv2d_kernel(x, w, b, stride, padding) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """numpy forward of `conv2d` -> (out (N, O, Ho, Wo), the patches (N*Ho*Wo, K), the packed
+    weight (K, O) in the same order, the layout).
 
-    Pad into channels-last, take the patches through a strided view, and run ONE product
-    (N*Ho*Wo, kh*kw*C) @ (kh*kw*C, out_c) through the backend routing point.
+    im2col in the layout `conv_layout` picks, then ONE product (N*Ho*Wo, K + 1) @ (K + 1, O)
+    through the backend routing point, K = C*kh*kw. The bias is the weight of one more input
+    column that is all ones, so the product adds it (a separate `out += b` broadcasts O values
+    over N*Ho*Wo rows: measured up to a third of the layer).
     """
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    n, _, h, w = x.shape
-    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
-    cols = _patches(_pad_nhwc(x, ph, pw), kh, kw, sh, sw, ho, wo)  # (N*Ho*Wo, kh*kw*C)
-    out = backends.matmul(cols, wpack)  # (N*Ho*Wo, out_c): channels-last rows
-    if b is not None:
-        out += b
+    out_c, c, kh, kw = w.shape
+    ho, wo = _conv_geometry(x.shape, w.shape, stride, padding)  # or a ValueError
+    n = x.shape[0]
+    layout = conv_layout(c, kw, stride[1], wo)
+    cols = im2col_patches(x, (kh, kw), stride, padding, layout)  # (N*Ho*Wo, K + 1)
+    wk = pack_conv_weight(w, b, layout, np.result_type(w, x))  # (K + 1, O)
+    out = backends.matmul(cols, wk)  # (N*Ho*Wo, O): channels-last rows
     # (N, Ho, Wo, O) -> (N, O, Ho, Wo) as a view: channels-last in memory, no copy. Elementwise
     # ops keep that layout, pooling slices it, and the next conv's channels-last copy reads it
     # in order: measured faster than making it channels-first here.
-    return out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2), cols
+    k = c * kh * kw
+    return out.reshape(n, ho, wo, out_c).transpose(0, 3, 1, 2), cols[:, :k], wk[:k], layout
+
+
+def _col2im(g_cols, layout, x_shape, kernel_size, stride, padding) -> np.ndarray:
+    """Adjoint of the im2col in `conv2d_kernel`: add each patch entry back onto its pixel."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = x_shape
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    g_pad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=g_cols.dtype)  # NHWC
+    if layout == "pixels":
+        g_win = g_cols.reshape(n, ho, wo, c, kh, kw).transpose(0, 1, 2, 4, 5, 3)  # kh, kw, C
+    else:
+        g_win = g_cols.reshape(n, ho, wo, kh, kw, c)
+    for i in range(kh):  # each kernel offset adds one strided slab
+        for j in range(kw):
+            g_pad[:, i : i + sh * ho : sh, j : j + sw * wo : sw, :] += g_win[:, :, :, i, j]
+    return g_pad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)  # (N, C, H, W)
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding) -> tuple[int, int]:
+    """(Ho, Wo) of a conv of an input `x_shape` by a weight `w_shape`, or a ValueError."""
+    out_c, in_c, kh, kw = w_shape
+    if len(x_shape) != 4 or x_shape[1] != in_c:
+        raise ValueError(
+            f"conv2d with weight {w_shape} expects input (N, {in_c}, H, W), got {x_shape}"
+        )
+    ho = _out_size(x_shape[2], kh, stride[0], padding[0])
+    wo = _out_size(x_shape[3], kw, stride[1], padding[1])
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"kernel {(kh, kw)} does not fit input {x_shape} with padding {padding}")
+    return ho, wo
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
@@ -766,32 +851,23 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     through the backend routing point (`conv2d_kernel`); the backward has three products:
     dW = cols^T dY, dcols = dY W^T (added back onto the pixels, col2im), db = sum dY."""
     out_c, in_c, kh, kw = weight.shape
-    if x.ndim != 4 or x.shape[1] != in_c:
-        raise ValueError(
-            f"conv2d with weight {weight.shape} expects input (N, {in_c}, H, W), got {x.shape}"
-        )
-    n, _, h, w = x.shape
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
-    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"kernel {(kh, kw)} does not fit input {x.shape} with padding {(ph, pw)}")
-    wpack = pack_conv_weight(weight.data)  # (kh*kw*C, O): packed per call, see Conv2d
     b = None if bias is None else bias.data
-    out, cols = conv2d_kernel(x.data, wpack, b, (kh, kw), (sh, sw), (ph, pw))
+    out, cols, wpack, layout = conv2d_kernel(x.data, weight.data, b, (sh, sw), (ph, pw))
+    n, _, ho, wo = out.shape
     parents = (x, weight) if bias is None else (x, weight, bias)
+    x_shape = x.shape
 
     def backward(g):
         g_rows = g.transpose(0, 2, 3, 1).reshape(n * ho * wo, out_c)  # (N*Ho*Wo, O)
-        g_w = backends.matmul(cols.T, g_rows)  # (kh*kw*C, O)
-        g_w = g_w.reshape(kh, kw, in_c, out_c).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
-        g_cols = backends.matmul(g_rows, wpack.T)  # (N*Ho*Wo, kh*kw*C)
-        g_win = g_cols.reshape(n, ho, wo, kh, kw, in_c)
-        g_pad = np.zeros((n, h + 2 * ph, w + 2 * pw, in_c), dtype=g.dtype)  # NHWC
-        for i in range(kh):  # col2im: each kernel offset adds one strided slab
-            for j in range(kw):
-                g_pad[:, i : i + sh * ho : sh, j : j + sw * wo : sw, :] += g_win[:, :, :, i, j]
-        g_x = g_pad[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)  # (N, C, H, W)
+        g_w = backends.matmul(cols.T, g_rows)  # (K, O) in the layout's row order
+        if layout == "pixels":  # rows in (C, kh, kw) order
+            g_w = g_w.T.reshape(out_c, in_c, kh, kw)  # (O, C, kh, kw)
+        else:  # rows in (kh, kw, C) order
+            g_w = g_w.reshape(kh, kw, in_c, out_c).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
+        g_cols = backends.matmul(g_rows, wpack.T)  # (N*Ho*Wo, K), the forward's weight
+        g_x = _col2im(g_cols, layout, x_shape, (kh, kw), (sh, sw), (ph, pw))
         grads = (np.ascontiguousarray(g_x), np.ascontiguousarray(g_w))
         return grads if bias is None else (*grads, g_rows.sum(axis=0))
 
@@ -802,12 +878,8 @@ def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
     """Max over (kh, kw) windows; the gradient goes to the (first) maximum of each window."""
     kh, kw = _pair(kernel_size, "kernel_size")
     sh, sw = _pair(kernel_size if stride is None else stride, "stride")
-    if x.ndim != 4:
-        raise ValueError(f"max_pool2d expects input (N, C, H, W), got {x.shape}")
-    n, c, h, w = x.shape
-    ho, wo = _out_size(h, kh, sh, 0), _out_size(w, kw, sw, 0)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"pooling window {(kh, kw)} does not fit input {x.shape}")
+    ho, wo = _pool_geometry(x.shape, (kh, kw), (sh, sw))
+    n, c = x.shape[:2]
     if not (x.requires_grad and is_grad_enabled()):  # inference: the max, nothing to remember
         return Tensor(_max_pool_values(x.data, kh, kw, sh, sw, ho, wo), dtype=x.dtype)
     win = sliding_window_view(x.data, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,Ho,Wo,kh,kw)
@@ -825,6 +897,17 @@ def max_pool2d(x: Tensor, kernel_size, stride=None) -> Tensor:
     return x._make(out, (x,), backward, "max_pool2d")
 
 
+def _pool_geometry(x_shape, kernel_size, stride) -> tuple[int, int]:
+    """(Ho, Wo) of max pooling an input `x_shape`, or a ValueError."""
+    if len(x_shape) != 4:
+        raise ValueError(f"max_pool2d expects input (N, C, H, W), got {x_shape}")
+    ho = _out_size(x_shape[2], kernel_size[0], stride[0], 0)
+    wo = _out_size(x_shape[3], kernel_size[1], stride[1], 0)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"pooling window {kernel_size} does not fit input {x_shape}")
+    return ho, wo
+
+
 def _max_pool_values(a: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
     """Window maxima (N, C, Ho, Wo) of a (N, C, H, W), without the argmax bookkeeping: one
     elementwise maximum per kernel offset over strided slices. (Reducing a window axis of 2-3
@@ -835,10 +918,8 @@ def _max_pool_values(a: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int,
     ]
     if len(windows) == 1:
         return windows[0].copy(order="K")
-    out = np.maximum(windows[0], windows[1])  # the one allocation, in a's memory order
-    for window in windows[2:]:
-        np.maximum(out, window, out=out)
-    return out
+    # new arrays in a's memory order; `out=` into one buffer measured slower (keyword parsing)
+    return functools.reduce(np.maximum, windows)
 
 
 class Conv2d(Module):
@@ -885,6 +966,14 @@ class Conv2d(Module):
             )
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
+    def _forward_array(self, a: np.ndarray) -> np.ndarray:
+        if a.ndim != 4 or a.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self._name()} expects input (N, {self.in_channels}, H, W), got {a.shape}"
+            )
+        b = None if self.bias is None else self.bias.data
+        return conv2d_kernel(a, self.weight.data, b, self.stride, self.padding)[0]
+
     def _name(self) -> str:
         return f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
 
@@ -912,6 +1001,10 @@ class MaxPool2d(Module):
         x = _as_float_tensor(x, "MaxPool2d")
         return max_pool2d(x, self.kernel_size, self.stride)
 
+    def _forward_array(self, a: np.ndarray) -> np.ndarray:
+        ho, wo = _pool_geometry(a.shape, self.kernel_size, self.stride)
+        return _max_pool_values(a, *self.kernel_size, *self.stride, ho, wo)
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
@@ -929,6 +1022,9 @@ class Flatten(Module):
             return x
         return x.reshape(*x.shape[: self.start_dim], -1)  # (N, d1 * d2 * ...)
 
+    def _forward_array(self, a: np.ndarray) -> np.ndarray:
+        return a if a.ndim <= self.start_dim else a.reshape(*a.shape[: self.start_dim], -1)
+
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}" if self.start_dim != 1 else ""
 
@@ -937,6 +1033,9 @@ class Flatten(Module):
 class ReLU(Module):
     def forward(self, x) -> Tensor:
         return _as_float_tensor(x, "ReLU").relu()
+
+    def _forward_array(self, a: np.ndarray) -> np.ndarray:
+        return relu_values(a)
 
 
 class GELU(Module):
@@ -1099,9 +1198,33 @@ class Sequential(Module):
         return iter(list(self._modules.values()))
 
     def forward(self, x):
+        if not is_grad_enabled():
+            return self._forward_no_grad(x)
         for layer in self._modules.values():
             x = layer(x)
         return x
+
+    def _forward_no_grad(self, x):
+        """Inference: runs of layers that have an array kernel pass plain ndarrays from one to
+        the next, with no Tensor made per layer (a graph executor's job: at batch 1 the Tensor
+        and Module calls cost as much as the arithmetic of a small CNN). Any other layer gets a
+        Tensor as usual; the values are those of the layers' own forward."""
+        a = None  # the current value as a float ndarray, while in a run of kernels
+        for layer in self._modules.values():
+            kernel = ARRAY_FORWARD.get(type(layer))  # inlined `array_forward`: once per layer
+            if kernel is not None and "forward" in layer.__dict__:
+                kernel = None
+            if kernel is not None and a is None:
+                data = x.data if type(x) is Tensor else x
+                if type(data) is np.ndarray and data.dtype.kind == "f":
+                    a = data
+            if kernel is not None and a is not None:
+                a = kernel(layer, a)
+            else:
+                if a is not None:
+                    x, a = Tensor(a, dtype=a.dtype), None
+                x = layer(x)
+        return x if a is None else Tensor(a, dtype=a.dtype)
 
 
 class ModuleList(Module):
@@ -1285,3 +1408,22 @@ class Conv1d(Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
+
+
+# ------------------------------------------------------------------- inference array kernels
+# The layers whose forward has a numpy kernel on plain float arrays (`_forward_array`, the same
+# values as `forward` under no_grad), which `Sequential` chains without a Tensor per layer.
+# Exact types only: a subclass, or an instance whose `forward` was replaced, may compute
+# something else, and takes the ordinary path.
+ARRAY_FORWARD: dict[type, Callable] = {
+    layer: layer._forward_array for layer in (Linear, Conv2d, MaxPool2d, Flatten, ReLU)
+}
+
+
+def array_forward(layer: Module) -> Callable[[Module, np.ndarray], np.ndarray] | None:
+    """`layer`'s array kernel, called as `kernel(layer, a)`; None when it must run as a
+    Module."""
+    kernel = ARRAY_FORWARD.get(type(layer))
+    if kernel is None or "forward" in layer.__dict__:
+        return None
+    return kernel
