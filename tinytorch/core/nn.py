@@ -758,7 +758,7 @@ def im2col_patches(x: np.ndarray, kernel_size, stride, padding, layout: str) -> 
     order, with a last column of ones (the bias's input). One copy, through a strided view."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
-    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1  # `_out_size`, inline
     k, m = c * kh * kw, n * ho * wo
     if layout == "pixels":  # columns (C, kh, kw) | rows (N, Ho, Wo)
         xp = _pad_nchw(x, ph, pw)  # (N, C, Hp, Wp)
@@ -839,8 +839,8 @@ def _conv_geometry(x_shape, w_shape, stride, padding) -> tuple[int, int]:
         raise ValueError(
             f"conv2d with weight {w_shape} expects input (N, {in_c}, H, W), got {x_shape}"
         )
-    ho = _out_size(x_shape[2], kh, stride[0], padding[0])
-    wo = _out_size(x_shape[3], kw, stride[1], padding[1])
+    ho = (x_shape[2] + 2 * padding[0] - kh) // stride[0] + 1  # `_out_size`, inline
+    wo = (x_shape[3] + 2 * padding[1] - kw) // stride[1] + 1
     if ho <= 0 or wo <= 0:
         raise ValueError(f"kernel {(kh, kw)} does not fit input {x_shape} with padding {padding}")
     return ho, wo
@@ -901,8 +901,8 @@ def _pool_geometry(x_shape, kernel_size, stride) -> tuple[int, int]:
     """(Ho, Wo) of max pooling an input `x_shape`, or a ValueError."""
     if len(x_shape) != 4:
         raise ValueError(f"max_pool2d expects input (N, C, H, W), got {x_shape}")
-    ho = _out_size(x_shape[2], kernel_size[0], stride[0], 0)
-    wo = _out_size(x_shape[3], kernel_size[1], stride[1], 0)
+    ho = (x_shape[2] - kernel_size[0]) // stride[0] + 1  # `_out_size`, inline
+    wo = (x_shape[3] - kernel_size[1]) // stride[1] + 1
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooling window {kernel_size} does not fit input {x_shape}")
     return ho, wo
