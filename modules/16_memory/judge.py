@@ -93,7 +93,7 @@ def _same(got: np.ndarray, want: np.ndarray, what: str) -> None:
 @judges.inputs("positions_processed_counts")
 def _positions_inputs(rng: np.random.Generator) -> dict:
     pairs = [[int(rng.integers(1, 200)), int(rng.integers(0, 300))] for _ in range(12)]
-    pairs += [[int(rng.integers(1, 50)), 0], [int(rng.integers(1, 50)), 1],
+    pairs += [[int(rng.integers(2, 50)), 0], [int(rng.integers(1, 50)), 1],  # t >= 2: t - 1 > 0
               [int(rng.integers(1, 50)), 2], [1, 0], [1, int(rng.integers(1, 9))]]
     return {"pairs": pairs, "bad": [[-1, 3], [4, -2], [2.5, 3], [0, 3]]}
 
@@ -300,6 +300,17 @@ def _gen_inputs(rng: np.random.Generator) -> dict:
         n = 0 if i == 4 else int(rng.integers(1, spec["block_size"] - t + 2))
         out[f"spec{i}"], out[f"n{i}"] = spec, n
         out[f"prompt{i}"] = rng.integers(0, spec["vocab_size"], size=(b, t))
+    # one trial whose first new token differs when read from the prompt's first position
+    # instead of its last (a small random model often ranks the same token first everywhere)
+    for _ in range(100):
+        spec = _spec(rng)
+        prompt = rng.integers(0, spec["vocab_size"], size=(1, int(rng.integers(3, 6))))
+        with no_grad():
+            logits = _model(spec)(prompt).data  # (1, T, vocab)
+        if logits[0, 0].argmax() != logits[0, -1].argmax():
+            out["spec0"], out["prompt0"] = spec, prompt
+            out["n0"] = int(rng.integers(2, spec["block_size"] - prompt.shape[1] + 1))
+            break
     return out
 
 
