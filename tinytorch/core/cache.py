@@ -108,10 +108,13 @@ class StaticCache(Cache):
     def update(self, key, value, layer_idx: int):
         """Write key, value (B, H, T_new, D) after the filled positions of layer `layer_idx`;
         return views (B, H, T_past + T_new, D) of its filled part."""
-        # a Tensor's array, else an ndarray (not getattr(key, "data"): an ndarray's .data is a
-        # memoryview, which numpy would convert back at every use)
-        k = key.data if isinstance(key, Tensor) else np.asarray(key)
-        v = value.data if isinstance(value, Tensor) else np.asarray(value)
+        k, v = key, value  # ndarrays from the inference path; else a Tensor's array or array-like
+        if type(k) is not np.ndarray:
+            # not getattr(key, "data"): an ndarray's .data is a memoryview, which numpy would
+            # convert back at every use
+            k = k.data if isinstance(k, Tensor) else np.asarray(k)
+        if type(v) is not np.ndarray:
+            v = v.data if isinstance(v, Tensor) else np.asarray(v)
         shape = k.shape
         # one tuple comparison: a batch of 1 would otherwise broadcast silently into B rows
         if len(shape) != 4 or (shape[0], shape[1], shape[3]) != self._held or v.shape != shape:

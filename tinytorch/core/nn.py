@@ -553,12 +553,15 @@ class Identity(Module):
 
 
 # --------------------------------------------------------------------------- Linear
-def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product."""
+def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, matmul=None) -> np.ndarray:
+    """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product.
+    `matmul`: the product, when the caller resolved it (`backends.resolved_matmul()`) for a
+    whole forward; by default the routing point `backends.matmul`."""
+    mm = backends.matmul if matmul is None else matmul
     if a.ndim == 2:  # rows already: no reshape around the product
-        out = backends.matmul(a, w)  # (N, in) @ (in, out)
+        out = mm(a, w)  # (N, in) @ (in, out)
         return out if b is None else out + b
-    out = backends.matmul(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
+    out = mm(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
     if b is not None:
         out = out + b
     return out.reshape(*a.shape[:-1], w.shape[1])  # (..., out)
