@@ -297,6 +297,59 @@ def test_tinygpt_routes_every_matmul_through_the_backend(counting):
     assert len(counting.calls) == 6 * TINY["n_layer"] + 1
 
 
+def test_inference_resolves_the_backend_once_and_still_routes_every_product(counting):
+    """The inference forward looks the active backend up once (`resolved_matmul`), yet under a
+    non-reference backend every product of a cached generation step still reaches it."""
+    assert backends.resolved_matmul() is backends.matmul  # the counting backend: checked route
+    with backends.use_backend("numpy"):
+        assert backends.resolved_matmul() is np.matmul  # the reference: numpy's ufunc directly
+    model = tiny_model()
+    prompt, n = np.array([[1, 2, 3]]), 3
+    out = model.generate(prompt, n, use_cache=True)
+    with backends.use_backend("numpy"):
+        np.testing.assert_array_equal(out, model.generate(prompt, n, use_cache=True))
+    # the prefill and each of the n - 1 later steps: 6 products per block, then the LM head
+    assert len(counting.calls) == n * (6 * TINY["n_layer"] + 1)
+    assert counting.calls[-1] == ((1, 8), (8, 11))  # one new position's logits
+
+
+def test_cached_generation_honours_overrides_and_checks_cache_positions():
+    """`generate` runs cached steps on arrays only when `forward` and `next_token_logits` are the
+    core's; a cache that misreports its length gets the forward's position error."""
+    calls = []
+
+    class Spy(TinyGPT):
+        def forward(self, idx, cache=None, start_pos=None):
+            calls.append(np.shape(idx))
+            return super().forward(idx, cache=cache, start_pos=start_pos)
+
+    spy = Spy(GPTConfig(**TINY), seed=0)
+    want = tiny_model().generate([[1, 2]], 3, use_cache=True)
+    np.testing.assert_array_equal(spy.generate([[1, 2]], 3, use_cache=True), want)
+    assert calls == [(1, 2), (1, 1), (1, 1)]  # the prefill, then one position per step
+
+    class Lying:  # after the prefill, says it holds `claim` positions
+        def __init__(self, claim):
+            self.n, self.claim = 0, claim
+
+        def update(self, k, v, layer_idx):
+            self.n = self.claim
+            return k, v
+
+        def get_seq_length(self, layer_idx=0):
+            return self.n
+
+        def reset(self):  # forgets nothing
+            pass
+
+    for use_spy in (False, True):  # the array steps and the Tensor steps check alike
+        model = spy if use_spy else tiny_model()
+        with pytest.raises(ValueError, match="cache holds 5 positions but the context has 3"):
+            model.generate([[1, 2]], 3, cache=Lying(5))
+        with pytest.raises(ValueError, match=r"positions 6\.\.6 do not fit block_size=6"):
+            model.generate([[1, 2, 3, 4, 5, 6]], 3, cache=Lying(6))  # cropping, no reset
+
+
 def test_num_parameters():
     c, v, blk, L = TINY["d_model"], TINY["vocab_size"], TINY["block_size"], TINY["n_layer"]
     per_block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c + 4 * c * c + c)

@@ -312,12 +312,22 @@ class TinyGPT(Module):
         then one token per step); `generate` resets the cache first when the context has
         outgrown block_size, so the cropped context is prefilled again, as without a cache.
         """
-        if cache is None or not cache.get_seq_length():
-            context = ids[:, -self.config.block_size :]  # (B, T) -> (B, min(T, block_size))
-        else:
-            context = ids[:, int(cache.get_seq_length()) :]  # (B, T) -> (B, T_new)
+        context = self._unseen(ids, cache)[0]  # (B, T')
         logits = self.forward(context, cache=cache)  # (B, T', vocab)
         return logits.data[:, -1, :]  # (B, T', vocab) -> (B, vocab): the last position only
+
+    def _unseen(self, ids: np.ndarray, cache) -> tuple[np.ndarray, int]:
+        """The ids (B, T') a step runs and the position of the first: with no cache or an empty
+        one the context cropped to block_size, from 0; else the ids the cache has not seen."""
+        start = 0 if cache is None else int(cache.get_seq_length())
+        if not start:
+            return ids[:, -self.config.block_size :], 0  # (B, T) -> (B, min(T, block_size))
+        if not 0 < start < ids.shape[1]:
+            raise ValueError(
+                f"the cache holds {start} positions but the context has {ids.shape[1]} tokens: "
+                "a step needs at least one token the cache has not seen"
+            )
+        return ids[:, start:], start  # (B, T) -> (B, T_new)
 
     def _cached_logits(self, ids: np.ndarray, cache) -> np.ndarray:
         """`next_token_logits(ids, cache=cache)` for `generate`'s cached steps, once generate
@@ -325,8 +335,7 @@ class TinyGPT(Module):
         checked; every later id was picked from the logits) and the forward takes its fast
         path (`_fast_generation_ok`). The new positions go straight to `inference`: no
         re-checks and no Tensor around the logits at every token."""
-        start = int(cache.get_seq_length())
-        context = ids[:, start:] if start else ids[:, -self.config.block_size :]  # (B, T')
+        context, start = self._unseen(ids, cache)  # (B, T')
         self._check_positions(start, context.shape[1])  # a cache must not misplace them
         return self.inference(context, cache, start)[:, -1]  # (B, T', vocab) -> (B, vocab)
 
