@@ -167,9 +167,9 @@ def scaled_dot_product_attention(
 def _attention_composed(q, k, v, allowed, any_key, dropout) -> Tensor:
     """Attention built from Tensor operations (autograd composes the backward)."""
     # Constants are made as Tensors in the scores' own dtype (float64 in gradient checks).
+    dt = np.result_type(q.dtype, k.dtype)
+    q = q * Tensor(1.0 / math.sqrt(q.shape[-1]), dtype=dt)  # scaled first, as the fused kernel
     scores = q @ k.transpose(-2, -1)  # (B, H, Tq, D) @ (B, H, D, Tk) -> (B, H, Tq, Tk)
-    dt = scores.dtype
-    scores = scores * Tensor(1.0 / math.sqrt(q.shape[-1]), dtype=dt)  # (B, H, Tq, Tk)
     if allowed is not None:
         # additive bias: 0 where allowed, a huge negative where masked (a constant: no grad)
         bias = Tensor(_mask_bias(allowed, dt), dtype=dt)  # (.., Tq, Tk)
@@ -189,7 +189,8 @@ def attention_kernel(qd, kd, vd, allowed, any_key, matmul=None):
     mm = backends.matmul if matmul is None else matmul
     dt = qd.dtype
     scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
-    scores = mm(qd, kd.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
+    # the scale on q (Tq x D numbers) rather than on the scores (Tq x Tk: more past a cache)
+    scores = mm(qd * scale, kd.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
         scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
     # max-shifted softmax, in place (ufunc reduces skip ndarray.max/.sum's Python wrappers)
