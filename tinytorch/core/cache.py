@@ -62,8 +62,8 @@ def _positive_int(name: str, value) -> int:
 
 
 class StaticCache(Cache):
-    """Preallocated keys and values, per layer a buffer (B, H, max_cache_len, D) (the keys' a
-    view of a transposed buffer, so that `q @ k^T` reads contiguous rows).
+    """Preallocated keys and values, per layer a buffer (B, H, max_cache_len, D); the keys'
+    is a view of a (B, H, D, max_cache_len) buffer, so that `q @ k^T` reads contiguous rows.
 
     `update` writes the new positions after the filled ones and returns views of the filled
     part: no allocation and no copy of the past per step (a growing cache copies all of it).
