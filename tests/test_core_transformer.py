@@ -517,6 +517,10 @@ def test_static_cache_is_the_core_protocol_and_names_bad_input():
     k = np.ones((2, 2, 3, 4), np.float32)  # (B, H, T, D) for d_model 8, 2 heads
     keys, values = cache.update(k, 2 * k, 0)
     assert keys.shape == (2, 2, 3, 4) and np.shares_memory(keys, cache.keys[0])
+    np.testing.assert_array_equal(keys, k)
+    np.testing.assert_array_equal(values, 2 * k)
+    # keys are stored transposed: q @ k^T reads each key dimension's row contiguously
+    assert keys.swapaxes(-1, -2).strides[-1] == keys.itemsize
     assert cache.get_seq_length(0) == 3 and cache.get_seq_length(1) == 0
     with pytest.raises(ValueError, match=r"B=2, H=2 heads of dim D=4.*got key \(1, 2, 1, 4\)"):
         cache.update(k[:1, :, :1], k[:1, :, :1], 0)  # a batch of 1 would broadcast silently
