@@ -310,7 +310,39 @@ def test_inference_resolves_the_backend_once_and_still_routes_every_product(coun
         np.testing.assert_array_equal(out, model.generate(prompt, n, use_cache=True))
     # the prefill and each of the n - 1 later steps: 6 products per block, then the LM head
     assert len(counting.calls) == n * (6 * TINY["n_layer"] + 1)
-    assert counting.calls[-1] == ((1, 8), (8, 11))  # one new position's logits
+    assert counting.calls[-1] == ((8,), (8, 11))  # one new position (a vector): its logits
+
+
+@FAST
+@given(
+    rows=st.integers(1, 4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 99),
+)
+def test_one_position_as_a_vector_gives_its_rows_values(rows, dtype, seed):
+    """A cached step runs its one position as a vector (C,) (scalar LayerNorm statistics, no
+    broadcasting): the kernels give it exactly the values they give that position as a row."""
+    from tinytorch.core.nn import layer_norm_kernel, linear_kernel
+
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((rows, 16)) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)
+    for i in range(rows):
+        out, xhat, inv = layer_norm_kernel(a[i], w, b, 1e-5)
+        row = layer_norm_kernel(a[i : i + 1], w, b, 1e-5)
+        np.testing.assert_array_equal(out, row[0][0])
+        np.testing.assert_array_equal(xhat, row[1][0])
+        assert np.ndim(inv) == 0 and inv == row[2][0, 0]
+    weight = rng.standard_normal((16, 5)).astype(dtype)
+    vec, row = linear_kernel(a[0], weight, b[:5]), linear_kernel(a[:1], weight, b[:5])
+    assert vec.shape == (5,)
+    np.testing.assert_array_equal(vec, row[0])
+    model = tiny_model(seed=seed)
+    model.eval()
+    with no_grad():
+        step = model(np.array([[3]]), start_pos=2).data  # (1, 1, V) from the vector path
+        pair = model(np.array([[3], [3]]), start_pos=2).data  # (2, 1, V): rows
+    np.testing.assert_allclose(step[0], pair[0], rtol=1e-5, atol=1e-6)
 
 
 def test_cached_generation_honours_overrides_and_checks_cache_positions():

@@ -321,8 +321,9 @@ class MultiHeadAttention(Module):
     def inference_rows(
         self, h: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0, matmul=None
     ) -> np.ndarray:
-        """`inference` on the positions as rows: h (B*T, C) -> (B*T, C). Rows keep every
-        projection one 2-D product with no reshape around it (the per-token path). `matmul`:
+        """`inference` on the positions as rows: h (B*T, C) -> (B*T, C), or one position as a
+        vector (C,) -> (C,). Rows keep every projection one 2-D product with no reshape around
+        it (the per-token path). `matmul`:
         the product for the whole forward (default: `backends.resolved_matmul()`)."""
         mm = backends.resolved_matmul() if matmul is None else matmul
         qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data, mm)  # (B*T, 3C)
@@ -343,8 +344,8 @@ class MultiHeadAttention(Module):
         y = attention_kernel(q, k, v, allowed, None, mm)[0]  # (B, H, T, D)
         if t_len > 1:  # one position: (B, H, 1, D) is already laid out as (B, 1, H*D)
             y = y.transpose(0, 2, 1, 3)  # (B, H, T, D) -> (B, T, H, D)
-        y = y.reshape(b * t_len, self.d_model)  # (B*T, C)
-        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data, mm)  # (B*T, C)
+        y = y.reshape(h.shape)  # (B*T, C), or (C,) like h
+        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data, mm)  # as h
 
     def forward(
         self, x: Tensor, causal: bool = True, mask=None, cache=None, layer_idx: int = 0

@@ -130,8 +130,9 @@ class TransformerBlock(Module):
         self, x: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0, matmul=None
     ) -> np.ndarray:
         """`inference` on the positions as rows: x (B*T, C) -> (B*T, C), every projection one
-        2-D product (what a generation step runs, once per layer). `matmul`: the product for
-        the whole forward (default: `backends.resolved_matmul()`)."""
+        2-D product (what a generation step runs, once per layer); one position may come as a
+        vector (C,) -> (C,). `matmul`: the product for the whole forward (default:
+        `backends.resolved_matmul()`)."""
         mm = backends.resolved_matmul() if matmul is None else matmul
         ln1, ln2, fc, proj = self.ln1, self.ln2, self.mlp.fc, self.mlp.proj
         h = layer_norm_kernel(x, ln1.weight.data, ln1.bias.data, ln1.eps)[0]
@@ -293,13 +294,17 @@ class TinyGPT(Module):
         arrays: what `forward` runs under no_grad in eval mode (the ids are not re-checked)."""
         b, t_len = idx.shape
         x = self.tok_emb.weight.data[idx] + self.pos_emb.weight.data[start_pos : start_pos + t_len]
-        x = x.reshape(b * t_len, x.shape[-1])  # (B, T, C) -> (B*T, C): positions as rows
+        c = x.shape[-1]
+        # positions as rows (B*T, C); a single one (a cached step) as a vector (C,), whose
+        # elementwise ops then broadcast nothing (numpy's broadcasting costs more than the
+        # arithmetic on arrays this small)
+        x = x.reshape(b * t_len, c) if b * t_len > 1 else x.reshape(c)
         mm = backends.resolved_matmul()  # the active backend's product, looked up once
         for i, block in enumerate(self.blocks):
             x = block.inference_rows(x, b, t_len, cache, i, mm)  # (B*T, C)
         ln, head = self.ln_f, self.lm_head
-        x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C)
-        logits = linear_kernel(x, head.weight.data, head.bias.data, mm)  # (B*T, vocab)
+        x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C) or (C,)
+        logits = linear_kernel(x, head.weight.data, head.bias.data, mm)  # (B*T, vocab) or (vocab,)
         return logits.reshape(b, t_len, -1)  # (B, T, vocab)
 
     # --------------------------------------------------------------- generation
