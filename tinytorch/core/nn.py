@@ -586,8 +586,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`x @ weight + bias` for x of shape (..., in) as ONE graph node.
 
     All leading axes are folded into rows so the routing point sees a single 2-D product
-    (N, in) @ (in, out), forward and backward; one node instead of reshape/matmul/add/reshape
-    keeps per-token inference cost close to raw numpy.
+    (N, in) @ (in, out), forward and backward (a vector x (in,) goes as it is: (in,) @ (in,
+    out), np.matmul semantics like every product); one node instead of
+    reshape/matmul/add/reshape keeps per-token inference cost close to raw numpy.
     """
     a, w = x.data, weight.data
     out = linear_kernel(a, w, None if bias is None else bias.data)  # (..., out)

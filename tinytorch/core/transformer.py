@@ -301,7 +301,7 @@ class TinyGPT(Module):
         x = x.reshape(b * t_len, c) if b * t_len > 1 else x.reshape(c)
         mm = backends.resolved_matmul()  # the active backend's product, looked up once
         for i, block in enumerate(self.blocks):
-            x = block.inference_rows(x, b, t_len, cache, i, mm)  # (B*T, C)
+            x = block.inference_rows(x, b, t_len, cache, i, mm)  # (B*T, C) or (C,)
         ln, head = self.ln_f, self.lm_head
         x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C) or (C,)
         logits = linear_kernel(x, head.weight.data, head.bias.data, mm)  # (B*T, vocab) or (vocab,)
