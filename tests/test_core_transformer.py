@@ -297,6 +297,91 @@ def test_tinygpt_routes_every_matmul_through_the_backend(counting):
     assert len(counting.calls) == 6 * TINY["n_layer"] + 1
 
 
+def test_inference_resolves_the_backend_once_and_still_routes_every_product(counting):
+    """The inference forward looks the active backend up once (`resolved_matmul`), yet under a
+    non-reference backend every product of a cached generation step still reaches it."""
+    assert backends.resolved_matmul() is backends.matmul  # the counting backend: checked route
+    with backends.use_backend("numpy"):
+        assert backends.resolved_matmul() is np.matmul  # the reference: numpy's ufunc directly
+    model = tiny_model()
+    prompt, n = np.array([[1, 2, 3]]), 3
+    out = model.generate(prompt, n, use_cache=True)
+    with backends.use_backend("numpy"):
+        np.testing.assert_array_equal(out, model.generate(prompt, n, use_cache=True))
+    # the prefill and each of the n - 1 later steps: 6 products per block, then the LM head
+    assert len(counting.calls) == n * (6 * TINY["n_layer"] + 1)
+    assert counting.calls[-1] == ((8,), (8, 11))  # one new position (a vector): its logits
+
+
+@FAST
+@given(
+    rows=st.integers(1, 4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 99),
+)
+def test_one_position_as_a_vector_gives_its_rows_values(rows, dtype, seed):
+    """A cached step runs its one position as a vector (C,) (scalar LayerNorm statistics, no
+    broadcasting): the kernels give it exactly the values they give that position as a row."""
+    from tinytorch.core.nn import layer_norm_kernel, linear_kernel
+
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((rows, 16)) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)
+    for i in range(rows):
+        out, xhat, inv = layer_norm_kernel(a[i], w, b, 1e-5)
+        row = layer_norm_kernel(a[i : i + 1], w, b, 1e-5)
+        np.testing.assert_array_equal(out, row[0][0])
+        np.testing.assert_array_equal(xhat, row[1][0])
+        assert np.ndim(inv) == 0 and inv == row[2][0, 0]
+    weight = rng.standard_normal((16, 5)).astype(dtype)
+    vec, row = linear_kernel(a[0], weight, b[:5]), linear_kernel(a[:1], weight, b[:5])
+    assert vec.shape == (5,)
+    np.testing.assert_array_equal(vec, row[0])
+    model = tiny_model(seed=seed)
+    model.eval()
+    with no_grad():
+        step = model(np.array([[3]]), start_pos=2).data  # (1, 1, V) from the vector path
+        pair = model(np.array([[3], [3]]), start_pos=2).data  # (2, 1, V): rows
+    np.testing.assert_allclose(step[0], pair[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cached_generation_honours_overrides_and_checks_cache_positions():
+    """`generate` runs cached steps on arrays only when `forward` and `next_token_logits` are the
+    core's; a cache that misreports its length gets the forward's position error."""
+    calls = []
+
+    class Spy(TinyGPT):
+        def forward(self, idx, cache=None, start_pos=None):
+            calls.append(np.shape(idx))
+            return super().forward(idx, cache=cache, start_pos=start_pos)
+
+    spy = Spy(GPTConfig(**TINY), seed=0)
+    want = tiny_model().generate([[1, 2]], 3, use_cache=True)
+    np.testing.assert_array_equal(spy.generate([[1, 2]], 3, use_cache=True), want)
+    assert calls == [(1, 2), (1, 1), (1, 1)]  # the prefill, then one position per step
+
+    class Lying:  # after the prefill, says it holds `claim` positions
+        def __init__(self, claim):
+            self.n, self.claim = 0, claim
+
+        def update(self, k, v, layer_idx):
+            self.n = self.claim
+            return k, v
+
+        def get_seq_length(self, layer_idx=0):
+            return self.n
+
+        def reset(self):  # forgets nothing
+            pass
+
+    for use_spy in (False, True):  # the array steps and the Tensor steps check alike
+        model = spy if use_spy else tiny_model()
+        with pytest.raises(ValueError, match="cache holds 5 positions but the context has 3"):
+            model.generate([[1, 2]], 3, cache=Lying(5))
+        with pytest.raises(ValueError, match=r"positions 6\.\.6 do not fit block_size=6"):
+            model.generate([[1, 2, 3, 4, 5, 6]], 3, cache=Lying(6))  # cropping, no reset
+
+
 def test_num_parameters():
     c, v, blk, L = TINY["d_model"], TINY["vocab_size"], TINY["block_size"], TINY["n_layer"]
     per_block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c + 4 * c * c + c)
@@ -464,6 +549,10 @@ def test_static_cache_is_the_core_protocol_and_names_bad_input():
     k = np.ones((2, 2, 3, 4), np.float32)  # (B, H, T, D) for d_model 8, 2 heads
     keys, values = cache.update(k, 2 * k, 0)
     assert keys.shape == (2, 2, 3, 4) and np.shares_memory(keys, cache.keys[0])
+    np.testing.assert_array_equal(keys, k)
+    np.testing.assert_array_equal(values, 2 * k)
+    # keys are stored transposed: q @ k^T reads each key dimension's row contiguously
+    assert keys.swapaxes(-1, -2).strides[-1] == keys.itemsize
     assert cache.get_seq_length(0) == 3 and cache.get_seq_length(1) == 0
     with pytest.raises(ValueError, match=r"B=2, H=2 heads of dim D=4.*got key \(1, 2, 1, 4\)"):
         cache.update(k[:1, :, :1], k[:1, :, :1], 0)  # a batch of 1 would broadcast silently

@@ -167,9 +167,9 @@ def scaled_dot_product_attention(
 def _attention_composed(q, k, v, allowed, any_key, dropout) -> Tensor:
     """Attention built from Tensor operations (autograd composes the backward)."""
     # Constants are made as Tensors in the scores' own dtype (float64 in gradient checks).
+    dt = np.result_type(q.dtype, k.dtype)
+    q = q * Tensor(1.0 / math.sqrt(q.shape[-1]), dtype=dt)  # scaled first, as the fused kernel
     scores = q @ k.transpose(-2, -1)  # (B, H, Tq, D) @ (B, H, D, Tk) -> (B, H, Tq, Tk)
-    dt = scores.dtype
-    scores = scores * Tensor(1.0 / math.sqrt(q.shape[-1]), dtype=dt)  # (B, H, Tq, Tk)
     if allowed is not None:
         # additive bias: 0 where allowed, a huge negative where masked (a constant: no grad)
         bias = Tensor(_mask_bias(allowed, dt), dtype=dt)  # (.., Tq, Tk)
@@ -182,11 +182,15 @@ def _attention_composed(q, k, v, allowed, any_key, dropout) -> Tensor:
     return weights @ v  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
 
 
-def attention_kernel(qd, kd, vd, allowed, any_key):
-    """numpy forward of attention -> (out, probs, weights, keep, scale); see _attention_fused."""
+def attention_kernel(qd, kd, vd, allowed, any_key, matmul=None):
+    """numpy forward of attention -> (out, probs, weights, keep, scale); see _attention_fused.
+    `matmul`: the product, when the caller resolved it for a whole forward
+    (`backends.resolved_matmul()`); by default the routing point `backends.matmul`."""
+    mm = backends.matmul if matmul is None else matmul
     dt = qd.dtype
     scale = np.asarray(1.0 / math.sqrt(qd.shape[-1]), dtype=dt)
-    scores = backends.matmul(qd, kd.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
+    # the scale on q (Tq x D numbers) rather than on the scores (Tq x Tk: more past a cache)
+    scores = mm(qd * scale, kd.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     if allowed is not None:  # additive bias: 0 where allowed, a huge negative where masked
         scores += _mask_bias(allowed, dt)  # (.., Tq, Tk)
     # max-shifted softmax, in place (ufunc reduces skip ndarray.max/.sum's Python wrappers)
@@ -196,7 +200,7 @@ def attention_kernel(qd, kd, vd, allowed, any_key):
     probs = scores  # (B, H, Tq, Tk), rows sum to 1
     keep = None if any_key is None else any_key.astype(dt)  # (..., Tq, 1)
     weights = probs if keep is None else probs * keep  # (B, H, Tq, Tk)
-    out = backends.matmul(weights, vd)  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
+    out = mm(weights, vd)  # (B, H, Tq, Tk) @ (B, H, Tk, Dv) -> (B, H, Tq, Dv)
     return out, probs, weights, keep, scale
 
 
@@ -315,29 +319,33 @@ class MultiHeadAttention(Module):
         return rows.reshape(b, t_len, c)  # (B*T, C) -> (B, T, C)
 
     def inference_rows(
-        self, h: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0
+        self, h: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0, matmul=None
     ) -> np.ndarray:
-        """`inference` on the positions as rows: h (B*T, C) -> (B*T, C). Rows keep every
-        projection one 2-D product with no reshape around it (the per-token path)."""
-        qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data)  # (B*T, 3C)
+        """`inference` on the positions as rows: h (B*T, C) -> (B*T, C), or one position as a
+        vector (C,) -> (C,). Rows keep every projection one 2-D product with no reshape around
+        it (the per-token path). `matmul`:
+        the product for the whole forward (default: `backends.resolved_matmul()`)."""
+        mm = backends.resolved_matmul() if matmul is None else matmul
+        qkv = linear_kernel(h, self.qkv.weight.data, self.qkv.bias.data, mm)  # (B*T, 3C)
         qkv = qkv.reshape(b, t_len, 3, self.n_heads, self.head_dim)  # (B, T, 3, H, D)
         qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
         q, k, v = qkv[0], qkv[1], qkv[2]  # 3 x (B, H, T, D)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)  # 2 x (B, H, Tk, D): the past and the new
-            # a Tensor's array, or any array-like as an ndarray (NOT getattr(k, "data"): an
-            # ndarray's .data is a memoryview, which numpy converts back at every use)
-            k = k.data if isinstance(k, Tensor) else np.asarray(k)
-            v = v.data if isinstance(v, Tensor) else np.asarray(v)
+            if type(k) is not np.ndarray or type(v) is not np.ndarray:
+                # a Tensor's array, or any array-like as an ndarray (NOT getattr(k, "data"): an
+                # ndarray's .data is a memoryview, which numpy converts back at every use)
+                k = k.data if isinstance(k, Tensor) else np.asarray(k)
+                v = v.data if isinstance(v, Tensor) else np.asarray(v)
         tk = k.shape[2]
         if tk < t_len:
             raise ValueError(f"causal attention needs Tk >= Tq, got Tq={t_len}, Tk={tk}")
         allowed = causal_mask(t_len, tk) if t_len > 1 else None  # (Tq, Tk)
-        y = attention_kernel(q, k, v, allowed, None)[0]  # (B, H, T, D)
+        y = attention_kernel(q, k, v, allowed, None, mm)[0]  # (B, H, T, D)
         if t_len > 1:  # one position: (B, H, 1, D) is already laid out as (B, 1, H*D)
             y = y.transpose(0, 2, 1, 3)  # (B, H, T, D) -> (B, T, H, D)
-        y = y.reshape(b * t_len, self.d_model)  # (B*T, C)
-        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data)  # (B*T, C)
+        y = y.reshape(h.shape)  # (B*T, C), or (C,) like h
+        return linear_kernel(y, self.proj.weight.data, self.proj.bias.data, mm)  # as h
 
     def forward(
         self, x: Tensor, causal: bool = True, mask=None, cache=None, layer_idx: int = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -32,6 +32,7 @@ __all__ = [
     "available_backends",
     "check_matmul_shapes",
     "matmul",
+    "resolved_matmul",
 ]
 
 
@@ -149,6 +150,14 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ):
         check_matmul_shapes(a, b)
     return BACKENDS[_active.get()].matmul(a, b)
+
+
+def resolved_matmul() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The product for a whole forward pass, resolved once instead of per product (what the
+    inference fast path does, where a per-call lookup costs as much as a small product):
+    numpy's ufunc itself when the active backend is the numpy reference (it checks shapes
+    itself, and costs no Python frame), else `matmul`, the routing point."""
+    return np.matmul if BACKENDS[_active.get()].matmul is np.matmul else matmul
 
 
 register_backend(NumpyBackend())

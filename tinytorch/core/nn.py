@@ -554,24 +554,30 @@ class Identity(Module):
 
 
 # --------------------------------------------------------------------------- Linear
-def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product."""
-    if a.ndim == 2:  # rows already: no reshape around the product
-        out = backends.matmul(a, w)  # (N, in) @ (in, out)
+def linear_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, matmul=None) -> np.ndarray:
+    """numpy forward of `linear`: (..., in) @ (in, out) + b as one routed 2-D product.
+    `matmul`: the product, when the caller resolved it (`backends.resolved_matmul()`) for a
+    whole forward; by default the routing point `backends.matmul`."""
+    mm = backends.matmul if matmul is None else matmul
+    if a.ndim <= 2:  # rows already, or one vector: no reshape around the product
+        out = mm(a, w)  # (N, in) @ (in, out), or (in,) @ (in, out)
         return out if b is None else out + b
-    out = backends.matmul(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
+    out = mm(a.reshape(-1, a.shape[-1]), w)  # (N, in) @ (in, out)
     if b is not None:
         out = out + b
     return out.reshape(*a.shape[:-1], w.shape[1])  # (..., out)
 
 
 def layer_norm_kernel(a: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float):
-    """numpy forward of LayerNorm over the last axis -> (out, xhat, 1/std)."""
+    """numpy forward of LayerNorm over the last axis -> (out, xhat, 1/std). One vector (C,)
+    (a decode step's position) gets scalar statistics: nothing to broadcast, which costs
+    numpy more than the arithmetic on arrays this small."""
     # add.reduce * (1/n): np.mean's (and .sum's) Python-level wrappers cost µs per call
     n_inv = 1.0 / a.shape[-1]
-    mu = np.add.reduce(a, axis=-1, keepdims=True) * n_inv
+    rows = a.ndim > 1  # statistics (..., 1) per row; a vector's are numpy scalars
+    mu = np.add.reduce(a, axis=-1, keepdims=rows) * n_inv
     xc = a - mu
-    var = np.add.reduce(xc * xc, axis=-1, keepdims=True) * n_inv
+    var = np.add.reduce(xc * xc, axis=-1, keepdims=rows) * n_inv
     inv = 1.0 / np.sqrt(var + eps)
     xhat = xc * inv
     return xhat * w + b, xhat, inv
@@ -581,8 +587,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`x @ weight + bias` for x of shape (..., in) as ONE graph node.
 
     All leading axes are folded into rows so the routing point sees a single 2-D product
-    (N, in) @ (in, out), forward and backward; one node instead of reshape/matmul/add/reshape
-    keeps per-token inference cost close to raw numpy.
+    (N, in) @ (in, out), forward and backward (a vector x (in,) goes as it is: (in,) @ (in,
+    out), np.matmul semantics like every product); one node instead of
+    reshape/matmul/add/reshape keeps per-token inference cost close to raw numpy.
     """
     a, w = x.data, weight.data
     out = linear_kernel(a, w, None if bias is None else bias.data)  # (..., out)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinytorch.core import backends
 from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.cache import StaticCache, check_cache
 from tinytorch.core.nn import (
@@ -125,15 +126,20 @@ class TransformerBlock(Module):
         rows = self.inference_rows(a.reshape(b * t_len, c), b, t_len, cache, layer_idx)
         return rows.reshape(b, t_len, c)  # (B*T, C) -> (B, T, C)
 
-    def inference_rows(self, x: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0):
+    def inference_rows(
+        self, x: np.ndarray, b: int, t_len: int, cache=None, layer_idx: int = 0, matmul=None
+    ) -> np.ndarray:
         """`inference` on the positions as rows: x (B*T, C) -> (B*T, C), every projection one
-        2-D product (what a generation step runs, once per layer)."""
+        2-D product (what a generation step runs, once per layer); one position may come as a
+        vector (C,) -> (C,). `matmul`: the product for the whole forward (default:
+        `backends.resolved_matmul()`)."""
+        mm = backends.resolved_matmul() if matmul is None else matmul
         ln1, ln2, fc, proj = self.ln1, self.ln2, self.mlp.fc, self.mlp.proj
         h = layer_norm_kernel(x, ln1.weight.data, ln1.bias.data, ln1.eps)[0]
-        x = x + self.attn.inference_rows(h, b, t_len, cache, layer_idx)  # (B*T, C)
+        x = x + self.attn.inference_rows(h, b, t_len, cache, layer_idx, mm)  # (B*T, C)
         h = layer_norm_kernel(x, ln2.weight.data, ln2.bias.data, ln2.eps)[0]
-        h = gelu_kernel(linear_kernel(h, fc.weight.data, fc.bias.data))[0]  # (B*T, rC)
-        return x + linear_kernel(h, proj.weight.data, proj.bias.data)  # (B*T, C)
+        h = gelu_kernel(linear_kernel(h, fc.weight.data, fc.bias.data, mm))[0]  # (B*T, rC)
+        return x + linear_kernel(h, proj.weight.data, proj.bias.data, mm)  # (B*T, C)
 
     def forward(self, x: Tensor, cache=None, layer_idx: int = 0) -> Tensor:
         """(B, T, C) -> (B, T, C); with `cache`, x holds only the new positions."""
@@ -248,12 +254,7 @@ class TinyGPT(Module):
         t_len = idx.shape[1]
         if start_pos is None:
             start_pos = 0 if cache is None else int(cache.get_seq_length())
-        if start_pos < 0 or start_pos + t_len > self.config.block_size:
-            raise ValueError(
-                f"positions {start_pos}..{start_pos + t_len - 1} do not fit block_size="
-                f"{self.config.block_size} (start_pos={start_pos}, T={t_len}): the position "
-                "embedding has one row per position"
-            )
+        self._check_positions(start_pos, t_len)
         if self._fast_path_ok():
             return Tensor(self.inference(idx, cache, start_pos), dtype=self.tok_emb.weight.dtype)
         tok = self.tok_emb(idx)  # (B, T) -> (B, T, C)
@@ -262,6 +263,15 @@ class TinyGPT(Module):
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache, layer_idx=i)  # (B, T, C)
         return self.lm_head(self.ln_f(x))  # (B, T, C) -> (B, T, vocab)
+
+    def _check_positions(self, start_pos: int, t_len: int) -> None:
+        """ValueError unless positions start_pos .. start_pos + t_len - 1 have embeddings."""
+        if start_pos < 0 or start_pos + t_len > self.config.block_size:
+            raise ValueError(
+                f"positions {start_pos}..{start_pos + t_len - 1} do not fit block_size="
+                f"{self.config.block_size} (start_pos={start_pos}, T={t_len}): the position "
+                "embedding has one row per position"
+            )
 
     def _fast_path_ok(self) -> bool:
         """No graph to record, no dropout that would change a value, no layer swapped."""
@@ -284,12 +294,17 @@ class TinyGPT(Module):
         arrays: what `forward` runs under no_grad in eval mode (the ids are not re-checked)."""
         b, t_len = idx.shape
         x = self.tok_emb.weight.data[idx] + self.pos_emb.weight.data[start_pos : start_pos + t_len]
-        x = x.reshape(b * t_len, x.shape[-1])  # (B, T, C) -> (B*T, C): positions as rows
+        c = x.shape[-1]
+        # positions as rows (B*T, C); a single one (a cached step) as a vector (C,), whose
+        # elementwise ops then broadcast nothing (numpy's broadcasting costs more than the
+        # arithmetic on arrays this small)
+        x = x.reshape(b * t_len, c) if b * t_len > 1 else x.reshape(c)
+        mm = backends.resolved_matmul()  # the active backend's product, looked up once
         for i, block in enumerate(self.blocks):
-            x = block.inference_rows(x, b, t_len, cache, i)  # (B*T, C)
+            x = block.inference_rows(x, b, t_len, cache, i, mm)  # (B*T, C) or (C,)
         ln, head = self.ln_f, self.lm_head
-        x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C)
-        logits = linear_kernel(x, head.weight.data, head.bias.data)  # (B*T, vocab)
+        x = layer_norm_kernel(x, ln.weight.data, ln.bias.data, ln.eps)[0]  # (B*T, C) or (C,)
+        logits = linear_kernel(x, head.weight.data, head.bias.data, mm)  # (B*T, vocab) or (vocab,)
         return logits.reshape(b, t_len, -1)  # (B, T, vocab)
 
     # --------------------------------------------------------------- generation
@@ -302,12 +317,42 @@ class TinyGPT(Module):
         then one token per step); `generate` resets the cache first when the context has
         outgrown block_size, so the cropped context is prefilled again, as without a cache.
         """
-        if cache is None or not cache.get_seq_length():
-            context = ids[:, -self.config.block_size :]  # (B, T) -> (B, min(T, block_size))
-        else:
-            context = ids[:, int(cache.get_seq_length()) :]  # (B, T) -> (B, T_new)
+        context = self._unseen(ids, cache)[0]  # (B, T')
         logits = self.forward(context, cache=cache)  # (B, T', vocab)
         return logits.data[:, -1, :]  # (B, T', vocab) -> (B, vocab): the last position only
+
+    def _unseen(self, ids: np.ndarray, cache) -> tuple[np.ndarray, int]:
+        """The ids (B, T') a step runs and the position of the first: with no cache or an empty
+        one the context cropped to block_size, from 0; else the ids the cache has not seen."""
+        start = 0 if cache is None else int(cache.get_seq_length())
+        if not start:
+            return ids[:, -self.config.block_size :], 0  # (B, T) -> (B, min(T, block_size))
+        if not 0 < start < ids.shape[1]:
+            raise ValueError(
+                f"the cache holds {start} positions but the context has {ids.shape[1]} tokens: "
+                "a step needs at least one token the cache has not seen"
+            )
+        return ids[:, start:], start  # (B, T) -> (B, T_new)
+
+    def _cached_logits(self, ids: np.ndarray, cache) -> np.ndarray:
+        """`next_token_logits(ids, cache=cache)` for `generate`'s cached steps, once generate
+        has checked what `forward` checks at every call: the ids are valid (the prompt was
+        checked; every later id was picked from the logits) and the forward takes its fast
+        path (`_fast_generation_ok`). The new positions go straight to `inference`: no
+        re-checks and no Tensor around the logits at every token."""
+        context, start = self._unseen(ids, cache)  # (B, T')
+        self._check_positions(start, context.shape[1])  # a cache must not misplace them
+        return self.inference(context, cache, start)[:, -1]  # (B, T', vocab) -> (B, vocab)
+
+    def _fast_generation_ok(self) -> bool:
+        """True when `_cached_logits` computes what `next_token_logits` would: neither it nor
+        `forward` is overridden, and the forward takes its fast path (under no_grad, eval)."""
+        cls = type(self)
+        return (
+            cls.next_token_logits is TinyGPT.next_token_logits
+            and cls.forward is TinyGPT.forward
+            and self._fast_path_ok()
+        )
 
     @staticmethod
     def sample_next(
@@ -405,6 +450,10 @@ class TinyGPT(Module):
         self.eval()
         try:
             with no_grad():
+                # checked once per call, not per token: a cached step can skip forward's checks
+                cached_step = self.next_token_logits
+                if cache is not None and self._fast_generation_ok():
+                    cached_step = self._cached_logits
                 for t in range(t0, out.shape[1]):
                     context = out[:, :t]  # (B, t): the prompt and the tokens so far
                     if cache is None:
@@ -412,7 +461,7 @@ class TinyGPT(Module):
                     else:
                         if t > block:  # the context is cropped: its positions all shift
                             cache.reset()
-                        logits = self.next_token_logits(context, cache=cache)  # (B, vocab)
+                        logits = cached_step(context, cache=cache)  # (B, vocab)
                     out[:, t] = self.sample_next(logits, rng, temperature, top_k, top_p, do_sample)
         finally:
             if was_training:
