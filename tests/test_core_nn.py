@@ -757,16 +757,21 @@ def test_sequential_no_grad_path_routes_through_the_backend():
 
 
 @pytest.mark.parametrize("n", [1, 64])  # below and above nn.POOL_RESHAPE_MAX_SIZE
-@pytest.mark.parametrize(("k", "s"), [(2, 2), (3, 3), (2, 1), (3, 2)])
+@pytest.mark.parametrize(
+    ("k", "s"), [(2, 2), (3, 3), (2, 1), (3, 2), ((1, 2), (1, 2)), ((2, 1), 1), (1, 1)]
+)
 def test_max_pool_values_both_paths_equal_the_window_maxima(n, k, s):
     """Small inputs with non-overlapping windows take one reduction over a reshaped view, the
     rest strided maxima: both give the window maxima, leftover rows and columns dropped, on a
     channels-last view (what a conv returns) and on NCHW memory."""
-    rng = np.random.default_rng(n * 10 + k)
+    rng = np.random.default_rng(n)
     nhwc = rng.standard_normal((n, 9, 7, 4)).astype(np.float32)
     assert (n * 9 * 7 * 4 <= nn.POOL_RESHAPE_MAX_SIZE) == (n == 1)
+    (kh, kw), (sh, sw) = nn._pair(k, "k"), nn._pair(s, "s")
     for a in (nhwc.transpose(0, 3, 1, 2), np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))):
-        ho, wo = (9 - k) // s + 1, (7 - k) // s + 1
-        win = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-        np.testing.assert_array_equal(nn._max_pool_values(a, k, k, s, s, ho, wo),
-                                      win.max(axis=(4, 5)))
+        ho, wo = (9 - kh) // sh + 1, (7 - kw) // sw + 1
+        win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(2, 3))
+        want = win[:, :, ::sh, ::sw].max(axis=(4, 5))
+        got = nn._max_pool_values(a, kh, kw, sh, sw, ho, wo)
+        np.testing.assert_array_equal(got, want)
+        assert not np.shares_memory(got, a)

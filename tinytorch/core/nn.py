@@ -923,22 +923,27 @@ POOL_RESHAPE_MAX_SIZE = 2048
 
 
 def _max_pool_values(a: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int):
-    """Window maxima (N, C, Ho, Wo) of a (N, C, H, W), without the argmax bookkeeping: one
-    elementwise maximum per kernel offset over strided slices. (Reducing a window axis of 2-3
-    elements runs numpy's inner loop on 2-3 values at a time: measured 3-20x slower, except on
-    small inputs, see POOL_RESHAPE_MAX_SIZE.)"""
+    """Window maxima (N, C, Ho, Wo) of a (N, C, H, W), without the argmax bookkeeping.
+
+    Separable: the maximum over a kh x kw window is the maximum over kw columns of the maxima
+    over kh rows, so kh + kw - 2 elementwise maxima over strided slices instead of
+    kh * kw - 1 (3x3: 4 instead of 8, measured 1.5-2.4x faster; 2x2: 2 instead of 3, within
+    -8%..+22%). Rows first: their slices keep whole rows, the longest runs in memory. Reducing
+    a window axis of 2-3 elements instead runs numpy's inner loop on 2-3 values at a time
+    (measured 3-20x slower), except on small inputs, see POOL_RESHAPE_MAX_SIZE.
+    """
     if (kh, kw) == (sh, sw) and a.size <= POOL_RESHAPE_MAX_SIZE:
         n, c = a.shape[:2]
         tiles = a[:, :, : kh * ho, : kw * wo].reshape(n, c, ho, kh, wo, kw)  # a view
         return tiles.max(axis=(3, 5))  # (N, C, Ho, Wo)
     h_end, w_end = sh * (ho - 1) + 1, sw * (wo - 1) + 1
-    windows = [  # (N, C, Ho, Wo) strided views, one per kernel offset
-        a[:, :, i : i + h_end : sh, j : j + w_end : sw] for i in range(kh) for j in range(kw)
-    ]
-    if len(windows) == 1:
-        return windows[0].copy(order="K")
-    # new arrays in a's memory order; `out=` into one buffer measured slower (keyword parsing)
-    return functools.reduce(np.maximum, windows)
+    if kh * kw == 1:
+        return a[:, :, :h_end:sh, :w_end:sw].copy(order="K")
+    # new arrays in a's memory order (`out=` into one buffer measured slower: keyword parsing)
+    rows = [a[:, :, i : i + h_end : sh, : w_end + kw - 1] for i in range(kh)]  # (N, C, Ho, W')
+    rows = functools.reduce(np.maximum, rows)  # (N, C, Ho, W'): the max over kh rows
+    cols = [rows[:, :, :, j : j + w_end : sw] for j in range(kw)]  # (N, C, Ho, Wo)
+    return functools.reduce(np.maximum, cols)
 
 
 class Conv2d(Module):
