@@ -1,14 +1,31 @@
 """Every plausible wrong version of a graded function loses points (a judge fails), and at least
 three in four of a module's wrong versions fail a visible check, so the student learns of the
-mistake before submitting (issue #18). The lists: tests/wrong_versions/wrong_NN_name.py."""
+mistake before submitting (issue #18). The lists: tests/wrong_versions/wrong_NN_name.py.
+
+The judges draw their inputs from a fresh seed, as in grading. Under CI the seeds are fixed per
+test instead (as hypothesis is derandomized there, tests/conftest.py), so a landing run is
+reproducible; `python tools/judge_seeds.py` runs every wrong version under many fresh seeds
+and names the ones some draw lets through."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
+import types
 from pathlib import Path
 
 import pytest
 from wrong_versions.runner import REPO, WrongVersion, module_cells, run
+
+import tito.probe
+
+
+@pytest.fixture(autouse=True)
+def _judge_seeds_fixed_under_ci(request, monkeypatch):
+    if os.environ.get("CI"):
+        rng = random.Random(request.node.nodeid)  # str seeds do not depend on PYTHONHASHSEED
+        monkeypatch.setattr(tito.probe, "secrets", types.SimpleNamespace(randbits=rng.getrandbits))
 
 HERE = Path(__file__).resolve().parent / "wrong_versions"
 MODULES = sorted(p.stem.removeprefix("wrong_") for p in HERE.glob("wrong_*.py"))
@@ -74,3 +91,16 @@ def test_every_graded_function_has_wrong_versions():
 
 
 assert REPO.is_dir()
+
+
+def test_judge_seeds_tool_runs_the_lists_under_fresh_seeds():
+    """tools/judge_seeds.py (the developers' search for judges that a draw can fool) runs."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "judge_seeds.py"), "--seeds", "1", "19_autotuning"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "19_autotuning: done" in proc.stdout
