@@ -232,7 +232,7 @@ def bench_conv(repeats: int, quick: bool) -> dict | None:
 
 def bench_im2col_layouts(repeats: int, quick: bool) -> dict:
     """The im2col copy in each layout on each conv layer, and which one `conv_layout` picks."""
-    from tinytorch.core.nn import conv_layout, im2col_patches
+    from tinytorch.core.nn import _out_size, conv_layout, im2col_patches
 
     n = 8 if quick else 64
     rng = np.random.default_rng(1)
@@ -249,7 +249,7 @@ def bench_im2col_layouts(repeats: int, quick: bool) -> dict:
              for lay in ("pixels", "channels-last")},
             repeats=repeats, timer=CLOCK,
         )  # fmt: skip
-        picked = conv_layout(shape[1], k, 1, shape[3] + 2 * p - k + 1)
+        picked = conv_layout(shape[1], k, 1, _out_size(shape[3], k, 1, p))
         faster = min(secs, key=secs.get)
         out[name] = {"pixels_ms": secs["pixels"] * 1e3,
                      "channels_last_ms": secs["channels-last"] * 1e3,

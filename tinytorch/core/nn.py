@@ -647,20 +647,19 @@ class Linear(Module):
     def forward(self, x) -> Tensor:
         if type(x) is not Tensor or x.data.dtype.kind != "f":  # the hot path skips the call
             x = _as_float_tensor(x, f"Linear({self.in_features}, {self.out_features})")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear({self.in_features}, {self.out_features}) expects input "
-                f"(..., {self.in_features}), got {x.shape}"
-            )
+        self._check_input(x.shape)
         return linear(x, self.weight, self.bias)
 
     def _forward_array(self, a: np.ndarray) -> np.ndarray:
-        if a.ndim == 0 or a.shape[-1] != self.in_features:
+        self._check_input(a.shape)
+        return linear_kernel(a, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def _check_input(self, shape: tuple[int, ...]) -> None:
+        if not shape or shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) expects input "
-                f"(..., {self.in_features}), got {a.shape}"
+                f"(..., {self.in_features}), got {shape}"
             )
-        return linear_kernel(a, self.weight.data, None if self.bias is None else self.bias.data)
 
     def extra_repr(self) -> str:
         return (
@@ -765,7 +764,7 @@ def im2col_patches(x: np.ndarray, kernel_size, stride, padding, layout: str) -> 
     order, with a last column of ones (the bias's input). One copy, through a strided view."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1  # `_out_size`, inline
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
     k, m = c * kh * kw, n * ho * wo
     if layout == "pixels":  # columns (C, kh, kw) | rows (N, Ho, Wo)
         xp = _pad_nchw(x, ph, pw)  # (N, C, Hp, Wp)
@@ -846,8 +845,8 @@ def _conv_geometry(x_shape, w_shape, stride, padding) -> tuple[int, int]:
         raise ValueError(
             f"conv2d with weight {w_shape} expects input (N, {in_c}, H, W), got {x_shape}"
         )
-    ho = (x_shape[2] + 2 * padding[0] - kh) // stride[0] + 1  # `_out_size`, inline
-    wo = (x_shape[3] + 2 * padding[1] - kw) // stride[1] + 1
+    ho = _out_size(x_shape[2], kh, stride[0], padding[0])
+    wo = _out_size(x_shape[3], kw, stride[1], padding[1])
     if ho <= 0 or wo <= 0:
         raise ValueError(f"kernel {(kh, kw)} does not fit input {x_shape} with padding {padding}")
     return ho, wo
@@ -908,8 +907,8 @@ def _pool_geometry(x_shape, kernel_size, stride) -> tuple[int, int]:
     """(Ho, Wo) of max pooling an input `x_shape`, or a ValueError."""
     if len(x_shape) != 4:
         raise ValueError(f"max_pool2d expects input (N, C, H, W), got {x_shape}")
-    ho = (x_shape[2] - kernel_size[0]) // stride[0] + 1  # `_out_size`, inline
-    wo = (x_shape[3] - kernel_size[1]) // stride[1] + 1
+    ho = _out_size(x_shape[2], kernel_size[0], stride[0], 0)
+    wo = _out_size(x_shape[3], kernel_size[1], stride[1], 0)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"pooling window {kernel_size} does not fit input {x_shape}")
     return ho, wo
@@ -984,19 +983,19 @@ class Conv2d(Module):
     def forward(self, x) -> Tensor:
         if type(x) is not Tensor or x.data.dtype.kind != "f":  # the hot path skips the call
             x = _as_float_tensor(x, "Conv2d")
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self._name()} expects input (N, {self.in_channels}, H, W), got {x.shape}"
-            )
+        self._check_input(x.shape)
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def _forward_array(self, a: np.ndarray) -> np.ndarray:
-        if a.ndim != 4 or a.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self._name()} expects input (N, {self.in_channels}, H, W), got {a.shape}"
-            )
+        self._check_input(a.shape)
         b = None if self.bias is None else self.bias.data
         return conv2d_kernel(a, self.weight.data, b, self.stride, self.padding)[0]
+
+    def _check_input(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self._name()} expects input (N, {self.in_channels}, H, W), got {shape}"
+            )
 
     def _name(self) -> str:
         return f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
@@ -1235,9 +1234,7 @@ class Sequential(Module):
         Tensor as usual; the values are those of the layers' own forward."""
         a = None  # the current value as a float ndarray, while in a run of kernels
         for layer in self._modules.values():
-            kernel = ARRAY_FORWARD.get(type(layer))  # inlined `array_forward`: once per layer
-            if kernel is not None and "forward" in layer.__dict__:
-                kernel = None
+            kernel = array_forward(layer)
             if kernel is not None and a is None:
                 data = x.data if type(x) is Tensor else x
                 if type(data) is np.ndarray and data.dtype.kind == "f":
