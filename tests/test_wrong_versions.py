@@ -9,14 +9,19 @@ and names the ones some draw lets through."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import types
-from pathlib import Path
 
 import pytest
-from wrong_versions.runner import REPO, WrongVersion, module_cells, run
+from wrong_versions.runner import (
+    REPO,
+    WrongVersion,
+    listed_modules,
+    module_cells,
+    run,
+    wrong_versions,
+)
 
 import tito.probe
 
@@ -27,19 +32,8 @@ def _judge_seeds_fixed_under_ci(request, monkeypatch):
         rng = random.Random(request.node.nodeid)  # str seeds do not depend on PYTHONHASHSEED
         monkeypatch.setattr(tito.probe, "secrets", types.SimpleNamespace(randbits=rng.getrandbits))
 
-HERE = Path(__file__).resolve().parent / "wrong_versions"
-MODULES = sorted(p.stem.removeprefix("wrong_") for p in HERE.glob("wrong_*.py"))
-
-
-def _wrong_versions(module_id: str) -> list[WrongVersion]:
-    path = HERE / f"wrong_{module_id}.py"
-    spec = importlib.util.spec_from_file_location(f"wrong_{module_id}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return list(mod.WRONG)
-
-
-CASES = [(m, w) for m in MODULES for w in _wrong_versions(m)]
+MODULES = listed_modules()
+CASES = [(m, w) for m in MODULES for w in wrong_versions(m)]
 _CELLS: dict = {}
 _OUTCOMES: dict = {}
 
@@ -72,7 +66,7 @@ def test_wrong_version_fails_a_hidden_check(module_id, wrong):
 @pytest.mark.parametrize("module_id", MODULES)
 def test_most_wrong_versions_fail_a_visible_check(module_id):
     """At least 3 in 4 of a module's wrong versions fail a check the student can see."""
-    wrongs = _wrong_versions(module_id)
+    wrongs = wrong_versions(module_id)
     assert wrongs, f"no wrong versions listed for {module_id}"
     caught = [w for w in wrongs if _outcome(module_id, w).visible]
     missed = [f"{w.exercise}: {w.name}" for w in wrongs if w not in caught]
@@ -82,11 +76,11 @@ def test_most_wrong_versions_fail_a_visible_check(module_id):
     )
 
 
-def test_every_graded_function_has_wrong_versions():
+def test_every_graded_function_haswrong_versions():
     """Each module's list covers every exercise (solution cell) that a grade cell checks."""
     for module_id in MODULES:
         exercises = {c.grade_id for c in module_cells(module_id) if c.is_solution}
-        covered = {w.exercise for w in _wrong_versions(module_id)}
+        covered = {w.exercise for w in wrong_versions(module_id)}
         assert exercises <= covered, f"{module_id}: no wrong versions for {exercises - covered}"
 
 

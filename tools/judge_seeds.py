@@ -14,7 +14,6 @@ reference that failed; exits 1 if there was any.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from wrong_versions.runner import module_cells, run  # noqa: E402
+from wrong_versions.runner import listed_modules, module_cells, run, wrong_versions  # noqa: E402
 
 import tinytorch.acceleration  # noqa: E402, F401 -- registered backends, as in a test session
 import tinytorch.compression  # noqa: E402, F401
@@ -33,22 +32,13 @@ import tinytorch.quantization  # noqa: E402, F401
 import tito.probe  # noqa: E402
 
 
-def wrong_versions(module_id: str) -> list:
-    path = REPO / "tests" / "wrong_versions" / f"wrong_{module_id}.py"
-    spec = importlib.util.spec_from_file_location(f"wrong_{module_id}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return list(mod.WRONG)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="e.g. 16_memory (default: every module)")
     parser.add_argument("--seeds", type=int, default=20, help="judge seeds per wrong version")
     parser.add_argument("--seed", type=int, default=0, help="seed of the seed stream")
     args = parser.parse_args(argv)
-    lists = (REPO / "tests" / "wrong_versions").glob("wrong_*.py")
-    modules = args.modules or sorted(p.stem.removeprefix("wrong_") for p in lists)
+    modules = args.modules or listed_modules()
     rng = random.Random(args.seed)
     tito.probe.secrets = types.SimpleNamespace(randbits=rng.getrandbits)
     bad = 0

@@ -11,6 +11,7 @@ fresh inputs from the module's judge file, the judge raising AssertionError).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import tempfile
@@ -22,6 +23,7 @@ from tito.source import HIDDEN_BEGIN, HIDDEN_END, Cell, parse_source
 from tito.trust import DEMO_TAG
 
 REPO = Path(__file__).resolve().parents[2]
+LISTS = Path(__file__).resolve().parent  # wrong_NN_name.py: one list per module
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,20 @@ class Outcome:
         lines = [f"  visible {k}: {v[:160]}" for k, v in self.visible.items()]
         lines += [f"  hidden  {k}: {v[:160]}" for k, v in self.hidden.items()]
         return "\n".join(lines) or "  (nothing failed)"
+
+
+def listed_modules() -> list[str]:
+    """The modules with a list of wrong versions, in curriculum order."""
+    return sorted(p.stem.removeprefix("wrong_") for p in LISTS.glob("wrong_*.py"))
+
+
+def wrong_versions(module_id: str) -> list[WrongVersion]:
+    """The list `WRONG` of tests/wrong_versions/wrong_<module_id>.py."""
+    path = LISTS / f"wrong_{module_id}.py"
+    spec = importlib.util.spec_from_file_location(f"wrong_{module_id}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.WRONG)
 
 
 def split_grade_cell(cell: Cell) -> tuple[str, str]:
