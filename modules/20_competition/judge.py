@@ -611,6 +611,18 @@ def _category_inputs(rng: np.random.Generator) -> dict:
     entries = [
         _random_entry(rng, f"t{i}", i + 1, rules["target_accuracy"], rules) for i in range(40)
     ]
+    # and one that counts everywhere standing exactly on every limit (accuracy at the target,
+    # training at the budget, size at the limit): a draw need not produce one
+    target = rules["target_accuracy"]
+    entries.append({
+        **_random_entry(rng, "t40", 41, target, rules),
+        "status": "ok", "error": "",
+        "acc_public": target, "acc_private": target,
+        "speed_acc_public": target, "speed_acc_private": target,
+        "train_seconds": rules["train_budget_seconds"],
+        "latency_p50_ms": float(np.round(rng.uniform(0.01, 2), 3)),
+        "model_bytes": rules["size_limit_bytes"],
+    })
     return {"rules": rules, "entries": entries}
 
 
